@@ -1,0 +1,1 @@
+"""savedmodel: the graph IR, the HDF5 bundle format and the importers."""
