@@ -9,7 +9,7 @@ dtype and shape checks happen once, in the planner, not here.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from savedmodel.ops import OPS
 

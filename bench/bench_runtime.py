@@ -1,0 +1,178 @@
+"""Runtime benchmarks: cold start and predict throughput against the peers.
+
+Measured in one run, on the same weights:
+- cold start in a fresh process (import + load + first predict): our runtime
+  vs Keras' ``load_model`` + ``predict``;
+- predict throughput of our runtime vs Keras (``predict_on_batch``, its
+  fastest batch path) vs onnxruntime (the Keras model exported to ONNX by
+  Keras' own exporter), for an MLP and a small CNN at batch 1 and 32.
+
+Run from the repository root with the bench extras installed:
+
+    .venv/bin/python bench/bench_runtime.py [--repeats 7] [--json out.json]
+
+Prints a table of ratios. Wall-clock numbers on a shared 2-core machine are
+noisy: compare the ratios, which are measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def build_models():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    mlp = keras.Sequential(
+        [keras.Input((784,), name="x"), keras.layers.Dense(256, activation="relu"),
+         keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10, activation="softmax")],
+        name="mlp",
+    )
+    cnn = keras.Sequential(
+        [keras.Input((28, 28, 1), name="x"),
+         keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
+         keras.layers.Conv2D(32, 3), keras.layers.BatchNormalization(), keras.layers.ReLU(),
+         keras.layers.MaxPooling2D(),
+         keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+         keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),
+         keras.layers.Dense(10, activation="softmax")],
+        name="cnn",
+    )
+    rng = np.random.default_rng(0)
+    # Give BatchNormalization non-trivial statistics, as after training.
+    bn = cnn.layers[3]
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                    rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    return {"mlp": (mlp, (784,)), "cnn": (cnn, (28, 28, 1))}
+
+
+def timeit(fn, repeats: int, min_time: float = 0.2) -> float:
+    """Median seconds per call over ``repeats`` rounds of enough calls each."""
+    fn()
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t >= min_time / 4 or n >= 1 << 16:
+            break
+        n *= 2
+    rounds = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        rounds.append((time.perf_counter() - t) / n)
+    return statistics.median(rounds)
+
+
+COLD_OURS = """
+import time; t0 = time.perf_counter()
+import numpy as np, runtime
+m = runtime.load({path!r})
+m.predict(np.zeros({shape}, np.float32))
+print(time.perf_counter() - t0)
+"""
+
+COLD_KERAS = """
+import time; t0 = time.perf_counter()
+import os; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, keras
+m = keras.saving.load_model({path!r})
+m.predict(np.zeros({shape}, np.float32), verbose=0)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start(code: str, repeats: int) -> tuple[float, float]:
+    """Median (in-process seconds, whole-process wall seconds) over fresh processes."""
+    inner, outer = [], []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        outer.append(time.perf_counter() - t)
+        inner.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(inner), statistics.median(outer)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import onnxruntime as ort
+
+    import runtime
+    import savedmodel
+
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, (model, shape) in build_models().items():
+            rng = np.random.default_rng(1)
+            model.predict(np.zeros((1, *shape), np.float32), verbose=0)
+            bundle = savedmodel.save(model, tmp / name)
+            keras_file = tmp / f"{name}.keras"
+            model.save(keras_file)
+            onnx_file = tmp / f"{name}.onnx"
+            model.export(str(onnx_file), format="onnx", verbose=False)
+            ours = runtime.load(bundle)
+            opts = ort.SessionOptions()
+            sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+            onnx_input = sess.get_inputs()[0].name
+            row: dict[str, float] = {}
+            for batch in (1, 32):
+                x = rng.standard_normal((batch, *shape)).astype(np.float32)
+                ref = model.predict_on_batch(x)
+                np.testing.assert_allclose(ours.predict(x), ref, rtol=1e-4, atol=1e-5)
+                t_ours = timeit(lambda: ours.predict(x), args.repeats)
+                t_keras = timeit(lambda: model.predict_on_batch(x), args.repeats)
+                t_ort = timeit(lambda: sess.run(None, {onnx_input: x}), args.repeats)
+                row[f"b{batch}_ours_ms"] = t_ours * 1e3
+                row[f"b{batch}_keras_ms"] = t_keras * 1e3
+                row[f"b{batch}_ort_ms"] = t_ort * 1e3
+                row[f"b{batch}_vs_keras"] = t_keras / t_ours
+                row[f"b{batch}_vs_ort"] = t_ort / t_ours
+            cold_shape = (1, *shape)
+            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(bundle), shape=cold_shape), max(3, args.repeats // 2))
+            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(keras_file), shape=cold_shape),
+                                             max(3, args.repeats // 2))
+            row.update(cold_ours_s=ours_in, cold_ours_process_s=ours_out, cold_keras_s=keras_in,
+                       cold_keras_process_s=keras_out, cold_ratio=ours_in / keras_in)
+            results[name] = row
+
+    print(f"{'model':5} {'batch':>5} {'ours ms':>9} {'keras ms':>9} {'ort ms':>9} {'x keras':>8} {'x ort':>7}")
+    for name, row in results.items():
+        for batch in (1, 32):
+            print(f"{name:5} {batch:>5} {row[f'b{batch}_ours_ms']:9.3f} {row[f'b{batch}_keras_ms']:9.3f} "
+                  f"{row[f'b{batch}_ort_ms']:9.3f} {row[f'b{batch}_vs_keras']:8.2f} {row[f'b{batch}_vs_ort']:7.2f}")
+    print("\n(x keras / x ort: our throughput as a multiple of the peer's; > 1 is faster)\n")
+    print(f"{'model':5} {'ours s':>8} {'keras s':>8} {'ratio':>6} {'ours proc s':>12} {'keras proc s':>13}")
+    for name, row in results.items():
+        print(f"{name:5} {row['cold_ours_s']:8.3f} {row['cold_keras_s']:8.3f} {row['cold_ratio']:6.3f} "
+              f"{row['cold_ours_process_s']:12.3f} {row['cold_keras_process_s']:13.3f}")
+    print("\n(cold start = import + load + first predict inside a fresh process; proc = whole process wall time)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Planning: turn a validated Graph into a flat list of kernel calls, once.
+
+The planner rewrites a copy of the graph (BatchNormalization folded into the
+preceding dense or convolution, activations fused into their producer), binds
+each node's attrs and float32 weights to its kernel, numbers the tensors into
+slots and records after which step each slot can be released. ``Plan.run``
+then only calls kernels.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from runtime.kernels import get_kernel
+from savedmodel.ir import Graph, Node, TensorSpec
+
+# Ops whose output channels are the last axis and that take an `activation` attr.
+_FUSIBLE = {"Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    fn: Callable[..., Any]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    kwargs: dict[str, Any]
+    release: tuple[int, ...]
+
+
+class Plan:
+    """An executable schedule of a graph: slots, steps and their lifetimes."""
+
+    def __init__(self, graph: Graph) -> None:
+        specs = graph.validate()
+        graph = optimize(graph, specs)
+        self.specs: dict[str, TensorSpec] = specs
+        slots: dict[str, int] = {}
+
+        def slot(name: str) -> int:
+            return slots.setdefault(name, len(slots))
+
+        self.input_slots = {s.name: slot(s.name) for s in graph.inputs}
+        order = graph.topological_order()
+        for n in order:
+            for t in n.outputs:
+                slot(t)
+        self.output_slots = {s.name: slots[s.name] for s in graph.outputs}
+        last_use: dict[int, int] = {}
+        for i, n in enumerate(order):
+            for t in n.inputs:
+                last_use[slots[t]] = i
+        keep = set(self.output_slots.values())
+        steps = []
+        for i, n in enumerate(order):
+            release = tuple(s for t in set(n.inputs) if (s := slots[t]) not in keep and last_use[s] == i)
+            kwargs = dict(n.attrs)
+            kwargs.update({role: _as_float32(graph.weights[key]) for role, key in n.weights.items()})
+            steps.append(Step(n.name, get_kernel(n.op), tuple(slots[t] for t in n.inputs),
+                              tuple(slots[t] for t in n.outputs), kwargs, release))
+        self.steps = steps
+        self.n_slots = len(slots)
+        self.nodes = order
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run every step on ``feeds`` (tensor name -> array, already checked)."""
+        values: list[Any] = [None] * self.n_slots
+        for name, s in self.input_slots.items():
+            values[s] = feeds[name]
+        for step in self.steps:
+            result = step.fn(*[values[s] for s in step.inputs], **step.kwargs)
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = result
+            else:
+                for s, r in zip(step.outputs, result):
+                    values[s] = r
+            for s in step.release:
+                values[s] = None
+        return {name: values[s] for name, s in self.output_slots.items()}
+
+
+def _as_float32(w: np.ndarray) -> np.ndarray:
+    w = np.asarray(w)
+    if w.dtype.kind == "f" and w.dtype != np.float32:
+        w = w.astype(np.float32)
+    return np.ascontiguousarray(w)
+
+
+# -- graph rewrites --------------------------------------------------------------------
+
+
+def optimize(graph: Graph, specs: dict[str, TensorSpec]) -> Graph:
+    """A copy of ``graph`` with BatchNormalization folded and activations fused.
+
+    ``specs`` are the tensor specs of the validated graph.
+    """
+    g = Graph(list(graph.inputs), list(graph.outputs), [copy.deepcopy(n) for n in graph.nodes], dict(graph.weights))
+    _fold_batchnorm(g, specs)
+    _fuse_activations(g)
+    return g
+
+
+def _sole_producer(g: Graph, node: Node) -> Node | None:
+    """The node producing ``node``'s single input, if nothing else reads it."""
+    if len(node.inputs) != 1:
+        return None
+    t = node.inputs[0]
+    producer = g.producers().get(t)
+    if producer is None or producer.op not in _FUSIBLE or producer.attrs["activation"] != "linear":
+        return None
+    if len(g.consumers().get(t, [])) != 1 or any(o.name == t for o in g.outputs):
+        return None
+    return producer
+
+
+def _bypass(g: Graph, producer: Node, node: Node) -> None:
+    """Let ``producer`` write ``node``'s output tensor and drop ``node``."""
+    producer.outputs = list(node.outputs)
+    g.nodes = [n for n in g.nodes if n is not node]
+
+
+def _fold_batchnorm(g: Graph, specs: dict[str, TensorSpec]) -> None:
+    for node in [n for n in g.nodes if n.op == "BatchNormalization"]:
+        producer = _sole_producer(g, node)
+        rank = len(specs[node.inputs[0]].shape)
+        if producer is None or node.attrs["axis"] % rank != rank - 1:
+            continue
+        a, w = node.attrs, {r: np.asarray(g.weights[k], np.float64) for r, k in node.weights.items()}
+        scale = 1.0 / np.sqrt(w["moving_variance"] + a["epsilon"])
+        if "gamma" in w:
+            scale = scale * w["gamma"]
+        shift = -w["moving_mean"] * scale + (w["beta"] if "beta" in w else 0.0)
+        role = "pointwise_kernel" if producer.op == "SeparableConv2D" else "kernel"
+        kernel = np.asarray(g.weights[producer.weights[role]], np.float64)
+        if producer.op == "DepthwiseConv2D":
+            kernel = kernel * scale.reshape(kernel.shape[-2:])
+        elif producer.op == "Conv2DTranspose":
+            kernel = kernel * scale[:, None]
+        else:
+            kernel = kernel * scale
+        bias = g.weights.get(producer.weights.get("bias", ""), 0.0)
+        new_bias = np.asarray(bias, np.float64) * scale + shift
+        g.weights[f"{producer.name}/folded_{role}"] = kernel.astype(np.float32)
+        g.weights[f"{producer.name}/folded_bias"] = new_bias.astype(np.float32)
+        producer.weights = {**producer.weights, role: f"{producer.name}/folded_{role}",
+                            "bias": f"{producer.name}/folded_bias"}
+        producer.attrs["use_bias"] = True
+        _bypass(g, producer, node)
+
+
+def _activation_of(node: Node) -> str | None:
+    """The fused-activation name equivalent to a standalone activation node."""
+    a = node.attrs
+    if node.op == "Activation":
+        return a["activation"]
+    if node.op == "ReLU" and a["negative_slope"] == 0 and a["threshold"] == 0:
+        if a["max_value"] is None:
+            return "relu"
+        if a["max_value"] == 6:
+            return "relu6"
+    if node.op == "Softmax" and a["axis"] in (-1, [-1]):
+        return "softmax"
+    return None
+
+
+def _fuse_activations(g: Graph) -> None:
+    for node in list(g.nodes):
+        act = _activation_of(node)
+        if act is None or act == "linear":
+            continue
+        producer = _sole_producer(g, node)
+        if producer is None:
+            continue
+        producer.attrs["activation"] = act
+        _bypass(g, producer, node)

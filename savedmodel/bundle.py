@@ -1,0 +1,694 @@
+"""The bundle: one model version as one HDF5 file (format v1.0).
+
+``docs/FORMAT.md`` is the normative description of the file; the names it
+uses live in :mod:`savedmodel.format`. A bundle holds the graph (JSON), its
+weights (one checksummed dataset each), the signatures, assets (label lists,
+vocabularies, blobs, arrays) and free-form metadata, plus a digest over graph
+and weights. Reading is eager and defensive: the file is checked for links,
+virtual or external storage and forged sizes before any data is read.
+
+>>> sig = Signature.from_graph(graph)                       # doctest: +SKIP
+>>> write_bundle(Bundle(graph, {"serving_default": sig}), "m/1/saved_model.h5")  # doctest: +SKIP
+>>> read_bundle("m/1/saved_model.h5").graph.ops()          # doctest: +SKIP
+['Dense']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from h5py import h5a, h5d, h5l, h5o, h5s, h5t
+
+from savedmodel import format as fmt
+from savedmodel.dtypes import as_dtype, to_numpy
+from savedmodel.errors import FormatError, GraphError, SavedModelError
+from savedmodel.ir import Graph, TensorSpec
+
+log = logging.getLogger(__name__)
+
+_U64 = struct.Struct("<Q")
+_VERSION_RE = re.compile(r"(\d+)\.(\d+)")
+_ESCAPED_RE = re.compile(r"%(25|2F|2E)")
+_UNESCAPE = {"25": "%", "2F": "/", "2E": "."}
+_HEX_DTYPE = np.dtype("S64")  # checksums are stored as fixed-length hex strings
+_CHECKSUM_KEY = fmt.ATTR_CHECKSUM.encode()
+_TAMPERED = "the file is corrupt or was modified after it was written; export the model again"
+
+
+# -- the objects ------------------------------------------------------------------------------
+@dataclass
+class Signature:
+    """A named entry point: method, input and output aliases, optional labels.
+
+    Each alias maps to a :class:`TensorSpec` whose ``name`` is the graph
+    tensor it feeds or reads.
+
+    >>> Signature("predict", {"image": TensorSpec("x", "float32", (None, 784))},
+    ...           {"probs": TensorSpec("y", "float32", (None, 10))}).method
+    'predict'
+    """
+
+    method: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    labels: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            fmt.SIG_METHOD: self.method,
+            fmt.SIG_INPUTS: {alias: spec.to_json() for alias, spec in self.inputs.items()},
+            fmt.SIG_OUTPUTS: {alias: spec.to_json() for alias, spec in self.outputs.items()},
+            fmt.SIG_LABELS: self.labels,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Signature:
+        return cls(
+            data[fmt.SIG_METHOD],
+            {str(a): TensorSpec.from_json(s) for a, s in data[fmt.SIG_INPUTS].items()},
+            {str(a): TensorSpec.from_json(s) for a, s in data[fmt.SIG_OUTPUTS].items()},
+            data.get(fmt.SIG_LABELS),
+        )
+
+    @classmethod
+    def from_graph(cls, graph: Graph, method: str = fmt.METHOD_PREDICT) -> Signature:
+        """The signature exposing every graph input and output under its tensor name.
+
+        >>> Signature.from_graph(graph).inputs                # doctest: +SKIP
+        {'x': TensorSpec(name='x', dtype='float32', shape=(None, 4))}
+        """
+        if method not in fmt.METHODS:
+            raise ValueError(f"unknown signature method {method!r}; expected one of {', '.join(fmt.METHODS)}")
+        return cls(method, {s.name: s for s in graph.inputs}, {s.name: s for s in graph.outputs})
+
+
+def _package_version() -> str:
+    import savedmodel  # the package is fully imported by the time a Bundle is built
+
+    return str(getattr(savedmodel, "__version__", "0+unknown"))
+
+
+@dataclass
+class Bundle:
+    """One model version: graph, signatures, assets and metadata.
+
+    ``assets`` values are ``list[str]`` (labels, vocabularies), ``bytes`` or
+    ``numpy.ndarray``; ``metadata`` is any JSON object. ``created`` and
+    ``digest`` are set when the bundle is written or read, ``path`` when read
+    (or published).
+    """
+
+    graph: Graph
+    signatures: dict[str, Signature]
+    assets: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    format_version: str = fmt.FORMAT_VERSION_STR
+    producer: str = fmt.PRODUCER
+    producer_version: str = field(default_factory=_package_version)
+    created: str = ""
+    digest: str = ""
+    path: Path | None = None
+
+
+# -- records shared by writer and reader ----------------------------------------------------
+def escape_name(key: str) -> str:
+    """The HDF5 link name of a weight key or asset name (see FORMAT.md, "Names").
+
+    >>> escape_name("dense_1/kernel"), escape_name(".x%")
+    ('dense_1%2Fkernel', '%2Ex%25')
+    """
+    name = "".join(fmt.NAME_ESCAPES.get(c, c) for c in key)
+    return fmt.LEADING_DOT_ESCAPE + name[1:] if name.startswith(".") else name
+
+
+def unescape_name(name: str) -> str | None:
+    """The key of an HDF5 link name, or None if ``name`` is not a canonical escape."""
+    key = _ESCAPED_RE.sub(lambda m: _UNESCAPE[m.group(1)], name)
+    return key if key and escape_name(key) == name else None
+
+
+def tensor_checksum(dtype: str, array: np.ndarray) -> bytes:
+    """SHA-256 of a tensor record: dtype name, shape and element bytes (FORMAT.md, "Checksums")."""
+    h = hashlib.sha256()
+    name = dtype.encode("ascii")
+    h.update(_U64.pack(len(name)) + name + _U64.pack(array.ndim) + b"".join(_U64.pack(d) for d in array.shape))
+    if dtype == "string":
+        for element in array.reshape(-1):
+            h.update(_U64.pack(len(element)))
+            h.update(element)
+    else:
+        little = array.dtype.newbyteorder("<")
+        h.update(np.ascontiguousarray(array if array.dtype == little else array.astype(little)))
+    return h.digest()
+
+
+def bundle_digest(graph_json: bytes, checksums: dict[str, bytes]) -> str:
+    """The root digest: graph JSON bytes, then every weight key and checksum in key order."""
+    h = hashlib.sha256()
+    h.update(_U64.pack(len(graph_json)))
+    h.update(graph_json)
+    for key in sorted(checksums, key=lambda k: k.encode("utf-8")):
+        encoded = key.encode("utf-8")
+        h.update(_U64.pack(len(encoded)) + encoded + checksums[key])
+    return fmt.DIGEST_PREFIX + h.hexdigest()
+
+
+def _tensor_names(graph: Graph, specs: dict[str, TensorSpec]) -> set[str]:
+    return set(specs) | {s.name for s in graph.inputs}
+
+
+def _check_signatures(path: Path, signatures: dict[str, Signature], tensors: set[str], assets: dict[str, str]) -> None:
+    """Every signature has a known method, names graph tensors and a text labels asset."""
+    for name, sig in signatures.items():
+        if not isinstance(name, str) or not name:
+            raise FormatError(path, f"signature name {name!r} is not a non-empty string")
+        if sig.method not in fmt.METHODS:
+            raise FormatError(
+                path, f"signature {name!r} has method {sig.method!r}; expected one of {', '.join(fmt.METHODS)}"
+            )
+        for role, specs in (("input", sig.inputs), ("output", sig.outputs)):
+            for alias, spec in specs.items():
+                if spec.name not in tensors:
+                    raise FormatError(
+                        path,
+                        f"signature {name!r} {role} {alias!r} names tensor {spec.name!r}, which is not in the "
+                        f"graph; expected a graph input or a node output such as {sorted(tensors)[:10]}",
+                    )
+        if sig.labels is not None and assets.get(sig.labels) != fmt.ASSET_TEXT:
+            texts = sorted(a for a, kind in assets.items() if kind == fmt.ASSET_TEXT)
+            raise FormatError(
+                path,
+                f"signature {name!r} takes labels from asset {sig.labels!r}, which is not a text asset "
+                f"(list[str]); the text assets are {texts}",
+            )
+
+
+# -- writing ----------------------------------------------------------------------------------
+def write_bundle(bundle: Bundle, file: str | Path) -> None:
+    """Write ``bundle`` as a format v1.0 file at ``file`` (replacing it).
+
+    Validates the graph first (GraphError), then weight keys, signatures,
+    assets and metadata (FormatError naming ``file``), all before the file is
+    created. Sets ``bundle.created``, ``bundle.digest`` and
+    ``bundle.format_version``. A failed write removes the partial file. To
+    publish a model version use :func:`savedmodel.versions.publish`, which
+    writes atomically.
+
+    >>> write_bundle(Bundle(graph, {"serving_default": Signature.from_graph(graph)}), "x.h5")  # doctest: +SKIP
+    """
+    from datetime import datetime, timezone
+
+    path = Path(file)
+    graph = bundle.graph
+    specs = graph.validate()
+    for key in graph.weights:
+        _check_key(path, "weight", key)
+    graph_json = _json_text(path, "graph", graph.to_json()).encode("utf-8")
+    weights = {key: _encode_tensor(path, f"weight {key!r}", value) for key, value in graph.weights.items()}
+    assets = {name: _encode_asset(path, name, value) for name, value in bundle.assets.items()}
+    _check_signatures(path, bundle.signatures, _tensor_names(graph, specs), {n: a[0] for n, a in assets.items()})
+    if not isinstance(bundle.metadata, dict):
+        raise FormatError(path, f"metadata must be a dict (a JSON object), got {type(bundle.metadata).__name__}")
+    texts = {
+        fmt.GRAPH: graph_json.decode("utf-8"),
+        fmt.SIGNATURES: _json_text(path, "signatures", {n: s.to_json() for n, s in bundle.signatures.items()}),
+        fmt.METADATA: _json_text(path, "metadata", bundle.metadata),
+    }
+    checksums = {key: tensor_checksum(dtype, array) for key, (dtype, array) in weights.items()}
+    attrs = {
+        fmt.ATTR_FORMAT: fmt.FORMAT_NAME,
+        fmt.ATTR_FORMAT_VERSION: fmt.FORMAT_VERSION_STR,
+        fmt.ATTR_PRODUCER: str(bundle.producer),
+        fmt.ATTR_PRODUCER_VERSION: str(bundle.producer_version),
+        fmt.ATTR_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        fmt.ATTR_DIGEST: bundle_digest(graph_json, checksums),
+    }
+    try:
+        with h5py.File(path, "w") as f:
+            _write_file(f, attrs, texts, weights, checksums, assets)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    bundle.format_version = attrs[fmt.ATTR_FORMAT_VERSION]
+    bundle.created, bundle.digest = attrs[fmt.ATTR_CREATED], attrs[fmt.ATTR_DIGEST]
+
+
+def _write_file(
+    f: h5py.File,
+    attrs: dict[str, str],
+    texts: dict[str, str],
+    weights: dict[str, tuple[str, np.ndarray]],
+    checksums: dict[str, bytes],
+    assets: dict[str, tuple[str, str, np.ndarray]],
+) -> None:
+    for name, value in attrs.items():
+        f.attrs[name] = value
+    for name, text in texts.items():
+        f.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
+    group = f.create_group(fmt.WEIGHTS)
+    for key, (dtype, array) in weights.items():
+        ds = _write_tensor(group, escape_name(key), dtype, array)
+        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(checksums[key].hex())
+    group = f.create_group(fmt.ASSETS)
+    for name, (kind, dtype, array) in assets.items():
+        ds = _write_tensor(group, escape_name(name), dtype, array, utf8=kind == fmt.ASSET_TEXT)
+        ds.attrs[fmt.ATTR_ASSET_KIND] = kind
+        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum(dtype, array).hex())
+
+
+def _json_text(path: Path, what: str, value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise FormatError(path, f"{what} cannot be stored as JSON: {e}; use plain dicts, lists, str and numbers") from e
+
+
+def _check_key(path: Path, what: str, key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise FormatError(path, f"{what} name {key!r} is not a non-empty string")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise FormatError(path, f"{what} name {key!r} is not encodable as UTF-8") from e
+
+
+def _encode_tensor(path: Path, what: str, value: Any) -> tuple[str, np.ndarray]:
+    """(IR dtype, array ready to hash and store); string elements become bytes."""
+    array = np.asarray(value)
+    if array.dtype.kind in "biuf" and not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    try:
+        dtype = as_dtype(array.dtype)
+    except SavedModelError as e:
+        raise FormatError(path, f"{what} has unsupported dtype {array.dtype}: {e}") from e
+    if dtype == "string":
+        out = np.empty(array.shape, dtype=object)
+        flat = out.reshape(-1)
+        for i, element in enumerate(array.reshape(-1)):
+            if isinstance(element, str):
+                element = element.encode("utf-8")
+            elif not isinstance(element, bytes):
+                raise FormatError(path, f"{what} is a string tensor with a {type(element).__name__} element; "
+                                        "expected bytes or str")
+            flat[i] = element
+        return dtype, out
+    array = np.asarray(array, order="C")  # (ascontiguousarray would turn a scalar into 1-D)
+    if dtype == "bool":
+        return dtype, array.view(np.uint8) != 0  # normalise to 0/1 bytes
+    return dtype, array
+
+
+def _encode_asset(path: Path, name: str, value: Any) -> tuple[str, str, np.ndarray]:
+    """(kind, IR dtype, array) of an asset value."""
+    _check_key(path, "asset", name)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        if any("\0" in v for v in value):
+            raise FormatError(path, f"asset {name!r} has a string with a NUL character; text assets cannot hold "
+                                    "NUL, store it as a numpy array of bytes instead")
+        array = np.empty(len(value), dtype=object)
+        array[:] = [v.encode("utf-8") for v in value]
+        return fmt.ASSET_TEXT, "string", array
+    if isinstance(value, (bytes, bytearray)):
+        return fmt.ASSET_BYTES, "uint8", np.frombuffer(bytes(value), dtype=np.uint8)
+    if isinstance(value, np.ndarray):
+        return (fmt.ASSET_ARRAY, *_encode_tensor(path, f"asset {name!r}", value))
+    raise FormatError(path, f"asset {name!r} is a {type(value).__name__}; expected list[str] (labels, "
+                            "vocabulary), bytes or numpy.ndarray")
+
+
+def _write_tensor(group: h5py.Group, name: str, dtype: str, array: np.ndarray, utf8: bool = False) -> h5py.Dataset:
+    """One uncompressed dataset; strings as vlen strings, or vlen uint8 when they hold NUL bytes."""
+    if dtype != "string":
+        return group.create_dataset(name, data=array)
+    if utf8 or not any(b"\0" in e for e in array.reshape(-1)):
+        return group.create_dataset(name, data=array, dtype=h5py.string_dtype("utf-8" if utf8 else "ascii"))
+    data = np.empty(array.shape, dtype=object)
+    flat = data.reshape(-1)
+    for i, element in enumerate(array.reshape(-1)):
+        flat[i] = np.frombuffer(element, dtype=np.uint8)
+    return group.create_dataset(name, data=data, dtype=h5py.vlen_dtype(np.uint8))
+
+
+# -- reading ----------------------------------------------------------------------------------
+# The reader uses h5py's low-level API per dataset: the high-level objects cost
+# several times more per dataset, and a model has hundreds of them.
+def read_bundle(file: str | Path) -> Bundle:
+    """Read, verify and return the bundle in ``file`` (a ``saved_model.h5``).
+
+    Everything is read eagerly and the file closed. Raises FormatError naming
+    the file and the problem for anything that is not a complete, unmodified
+    bundle of a readable format version (see FORMAT.md, "Reading").
+
+    >>> read_bundle("models/mnist/1/saved_model.h5").signatures   # doctest: +SKIP
+    """
+    path = Path(file)
+    size = _check_hdf5_signature(path)
+    corrupt = "truncated or corrupt HDF5 file ({}); expected a complete bundle, copy or export it again"
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise FormatError(path, corrupt.format(e)) from e
+    try:
+        with f:
+            bundle = _Reader(path, f, size).read()
+    except (OSError, RuntimeError) as e:
+        raise FormatError(path, corrupt.format(e)) from e
+    bundle.path = path
+    return bundle
+
+
+def _check_hdf5_signature(path: Path) -> int:
+    """The file size, after checking the file exists and starts with the HDF5 signature."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(fmt.HDF5_SIGNATURE))
+            size = stream.seek(0, 2)
+    except FileNotFoundError as e:
+        raise FormatError(path, f"no such file; expected a bundle file ({fmt.FILE_NAME})") from e
+    except IsADirectoryError as e:
+        raise FormatError(path, f"is a directory; expected a bundle file ({fmt.FILE_NAME}), or use "
+                                "savedmodel.versions.resolve() to find it in a version directory") from e
+    if head != fmt.HDF5_SIGNATURE:
+        raise FormatError(path, f"not an HDF5 file (it does not start with the HDF5 signature); expected a "
+                                f"savedmodel bundle ({fmt.FILE_NAME})")
+    return size
+
+
+_MTYPES: dict[np.dtype, h5t.TypeID] = {}
+
+
+def _mtype(dtype: np.dtype) -> h5t.TypeID:
+    """The cached HDF5 memory type of a numpy dtype (building one costs more than a small read)."""
+    if dtype not in _MTYPES:
+        _MTYPES[dtype] = h5t.py_create(dtype)
+    return _MTYPES[dtype]
+
+
+class _Reader:
+    """Reads one open file; every check raises FormatError naming the file."""
+
+    def __init__(self, path: Path, f: h5py.File, size: int) -> None:
+        self.path, self.f, self.size = path, f, size
+        sizeof_addr = f.id.get_create_plist().get_sizes()[0]
+        self.vlen_size = fmt.VLEN_LENGTH_SIZE + sizeof_addr + fmt.VLEN_INDEX_SIZE
+        self.minor = 0
+
+    def fail(self, problem: str) -> FormatError:
+        return FormatError(self.path, problem)
+
+    def read(self) -> Bundle:
+        attrs = self.header()
+        members = self.check_links()
+        missing = [name for name in fmt.REQUIRED_MEMBERS if name not in members]
+        if missing:
+            raise self.fail(f"not a savedmodel bundle: {', '.join('/' + m for m in missing)} missing; expected "
+                            f"/{fmt.GRAPH}, /{fmt.SIGNATURES} and /{fmt.WEIGHTS}")
+        graph_bytes = self.text(fmt.GRAPH)
+        graph_json = self.json(fmt.GRAPH, graph_bytes)
+        weights, checksums = self.weights(graph_json.get(fmt.GRAPH_WEIGHTS))
+        digest = bundle_digest(graph_bytes, checksums)
+        if attrs[fmt.ATTR_DIGEST] != digest:
+            raise self.fail(f"digest mismatch: the file records {attrs[fmt.ATTR_DIGEST]}, its graph and weights "
+                            f"hash to {digest}; {_TAMPERED}")
+        graph, specs = self.graph(graph_json, weights)
+        assets, kinds = self.assets() if fmt.ASSETS in members else ({}, {})
+        signatures = self.signatures()
+        _check_signatures(self.path, signatures, _tensor_names(graph, specs), kinds)
+        metadata = self.json(fmt.METADATA, self.text(fmt.METADATA)) if fmt.METADATA in members else {}
+        return Bundle(
+            graph, signatures, assets, metadata,
+            format_version=attrs[fmt.ATTR_FORMAT_VERSION], producer=attrs[fmt.ATTR_PRODUCER],
+            producer_version=attrs[fmt.ATTR_PRODUCER_VERSION], created=attrs[fmt.ATTR_CREATED], digest=digest,
+        )
+
+    # -- structure ----------------------------------------------------------------------
+    def header(self) -> dict[str, str]:
+        attrs = {name: self.str_attr(self.f.id, name, "the root") for name in (
+            fmt.ATTR_FORMAT, fmt.ATTR_FORMAT_VERSION, fmt.ATTR_PRODUCER, fmt.ATTR_PRODUCER_VERSION,
+            fmt.ATTR_CREATED, fmt.ATTR_DIGEST)}
+        name = attrs[fmt.ATTR_FORMAT]
+        if name != fmt.FORMAT_NAME:
+            found = "has no 'format' attribute" if name is None else f"has format={name!r}"
+            raise self.fail(f"not a savedmodel bundle: the HDF5 file {found}; expected format={fmt.FORMAT_NAME!r} "
+                            f"(write bundles with savedmodel.save, import other models with savedmodel.importers)")
+        version = attrs[fmt.ATTR_FORMAT_VERSION]
+        match = _VERSION_RE.fullmatch(version or "")
+        if match is None:
+            raise self.fail(f"format_version {version!r} is missing or malformed; expected 'major.minor' such as "
+                            f"{fmt.FORMAT_VERSION_STR!r}")
+        major, self.minor = int(match.group(1)), int(match.group(2))
+        if major > fmt.FORMAT_VERSION[0]:
+            raise self.fail(f"format version {version} is newer than this reader ({fmt.FORMAT_VERSION[0]}.x); "
+                            f"upgrade {fmt.PACKAGE} to a release that reads format {major}.x")
+        if major < fmt.FORMAT_VERSION[0]:
+            raise self.fail(f"format version {version} was never released; expected {fmt.FORMAT_VERSION[0]}.x")
+        digest = attrs[fmt.ATTR_DIGEST]
+        if digest is None or not digest.startswith(fmt.DIGEST_PREFIX):
+            raise self.fail(f"the root attribute 'digest' is missing or malformed ({digest!r}); expected "
+                            f"'{fmt.DIGEST_PREFIX}<64 hex digits>'")
+        for key in (fmt.ATTR_PRODUCER, fmt.ATTR_PRODUCER_VERSION, fmt.ATTR_CREATED):
+            attrs[key] = attrs[key] or ""
+        return attrs  # type: ignore[return-value]
+
+    def str_attr(self, oid: h5py.h5o.ObjectID, name: str, where: str) -> str | None:
+        """A scalar string attribute (fixed or variable length), or None if absent."""
+        key = name.encode()
+        if not h5a.exists(oid, key):
+            return None
+        attr = h5a.open(oid, key)
+        if attr.shape != () or attr.get_type().get_class() != h5t.STRING:
+            raise self.fail(f"attribute {name!r} of {where} is not a scalar string; expected one")
+        buf = np.empty((), dtype=attr.dtype)
+        attr.read(buf)
+        value = buf[()]
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    def checksum_attr(self, dsid: h5d.DatasetID, what: str) -> bytes:
+        """The stored checksum: a fixed-length 64-character ASCII hex string."""
+        if not h5a.exists(dsid, _CHECKSUM_KEY):
+            raise self.fail(f"{what} has no {fmt.ATTR_CHECKSUM!r} attribute; expected its SHA-256 checksum")
+        attr = h5a.open(dsid, _CHECKSUM_KEY)
+        atype = attr.get_type()
+        if (attr.shape != () or atype.get_class() != h5t.STRING or atype.is_variable_str()
+                or atype.get_size() != _HEX_DTYPE.itemsize):
+            raise self.fail(f"the {fmt.ATTR_CHECKSUM!r} attribute of {what} is not a 64-character string")
+        buf = np.empty((), dtype=_HEX_DTYPE)
+        attr.read(buf, mtype=_mtype(_HEX_DTYPE))
+        return bytes(buf[()])
+
+    def check_links(self) -> set[str]:
+        """Refuse soft, external and user-defined links; check datasets outside the known places.
+
+        Returns the names of the root's members.
+        """
+        links: list[tuple[bytes, int]] = []
+        self.f.id.links.visit(lambda name, info: links.append((name, info.type)), info=True)
+        for raw, kind in links:
+            if kind == h5l.TYPE_HARD:
+                continue
+            name = raw.decode("utf-8", "replace")
+            if kind == h5l.TYPE_SOFT:
+                what = f"a soft link to {self.f.id.links.get_val(raw).decode('utf-8', 'replace')!r}"
+            elif kind == h5l.TYPE_EXTERNAL:
+                target_file, target = (v.decode("utf-8", "replace") for v in self.f.id.links.get_val(raw))
+                what = f"an external link to {target!r} in file {target_file!r}"
+            else:
+                what = f"a user-defined link (type {kind})"
+            raise self.fail(f"/{name} is {what}; a bundle may contain only hard links (links can point "
+                            "outside the file or alias its data)")
+        known = {fmt.GRAPH, fmt.SIGNATURES, fmt.METADATA}
+        members = set()
+        for raw, _ in links:
+            top, _, rest = raw.decode("utf-8", "replace").partition("/")
+            members.add(top)
+            if (top in known and not rest) or (top in (fmt.WEIGHTS, fmt.ASSETS) and "/" not in rest):
+                continue  # read and checked below
+            oid = h5o.open(self.f.id, raw)
+            if isinstance(oid, h5d.DatasetID):
+                self.check_dataset(oid, f"dataset /{raw.decode('utf-8', 'replace')}")
+        return members
+
+    def dataset(self, group: h5py.h5g.GroupID, name: str, what: str) -> h5d.DatasetID:
+        oid = h5o.open(group, name.encode("utf-8"))
+        if not isinstance(oid, h5d.DatasetID):
+            raise self.fail(f"{what} is not a dataset; expected one")
+        return oid
+
+    def check_dataset(self, dsid: h5d.DatasetID, what: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Refuse virtual and external storage and declared sizes the file cannot hold, before any read.
+
+        Returns the dataset's shape and numpy dtype.
+        """
+        dcpl = dsid.get_create_plist()
+        if dcpl.get_layout() == h5d.VIRTUAL:
+            raise self.fail(f"{what} is a virtual dataset (its data lives elsewhere); expected data stored in "
+                            "the bundle itself")
+        if dcpl.get_external_count():
+            raise self.fail(f"{what} stores its data in external raw files; expected data stored in the bundle itself")
+        space = dsid.get_space()
+        if space.get_simple_extent_type() == h5s.NULL:
+            raise self.fail(f"{what} has an empty (null) dataspace; expected an array")
+        shape, dtype = space.shape, dsid.dtype
+        itemsize = self.vlen_size if dtype.kind == "O" else dtype.itemsize
+        declared = math.prod(shape) * itemsize
+        if declared > self.size:
+            raise self.fail(f"{what} declares shape {list(shape)} of {dtype} ({declared:,} bytes) but the "
+                            f"file has only {self.size:,} bytes; the shape is forged or the file truncated")
+        return shape, dtype
+
+    # -- datasets -----------------------------------------------------------------------
+    def text(self, name: str) -> bytes:
+        dsid = self.dataset(self.f.id, name, f"/{name}")
+        dtype, value = self.tensor(dsid, f"/{name}")
+        if dtype != "string" or value.shape != ():
+            raise self.fail(f"/{name} is a {dtype} dataset of shape {list(value.shape)}; expected a scalar UTF-8 "
+                            "string (JSON)")
+        return value[()]
+
+    def json(self, name: str, raw: bytes) -> dict[str, Any]:
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise self.fail(f"/{name} is not valid JSON ({e}); expected a JSON object") from e
+        if not isinstance(value, dict):
+            raise self.fail(f"/{name} holds a JSON {type(value).__name__}; expected a JSON object")
+        return value
+
+    def tensor(self, dsid: h5d.DatasetID, what: str) -> tuple[str, np.ndarray]:
+        """(IR dtype, array) of a checked dataset; string tensors as object arrays of bytes."""
+        shape, dt = self.check_dataset(dsid, what)
+        if dt.kind == "O":
+            vlen = h5py.check_vlen_dtype(dt)
+            as_uint8 = isinstance(vlen, np.dtype) and vlen == np.uint8
+            if vlen not in (bytes, str) and not as_uint8:
+                raise self.fail(f"{what} has HDF5 type {dt} ({dt.metadata}); expected a numeric type, "
+                                "a variable-length string or a variable-length uint8 sequence")
+            raw = np.empty(shape, dtype=dt)
+            dsid.read(h5s.ALL, h5s.ALL, raw)
+            out = np.empty(shape, dtype=object)
+            flat = out.reshape(-1)
+            for i, element in enumerate(raw.reshape(-1)):
+                flat[i] = element.tobytes() if as_uint8 else element.encode() if isinstance(element, str) else element
+            return "string", out
+        if dt.kind not in "biuf" or (dt.metadata and dt.kind != "b"):
+            raise self.fail(f"{what} has HDF5 type {dt}; expected one of the IR dtypes (float16..64, int8..64, "
+                            "uint8..64, bool, string)")
+        try:
+            dtype = as_dtype(dt.newbyteorder("="))
+        except SavedModelError as e:
+            raise self.fail(f"{what} has unsupported dtype {dt}: {e}") from e
+        array = np.empty(shape, dtype=to_numpy(dtype))
+        if array.size:
+            dsid.read(h5s.ALL, h5s.ALL, array, _mtype(array.dtype))
+        return dtype, array
+
+    def verified(self, dsid: h5d.DatasetID, dtype: str, array: np.ndarray, what: str) -> bytes:
+        """The tensor's checksum, after comparing it with the stored one."""
+        stored = self.checksum_attr(dsid, what)
+        actual = tensor_checksum(dtype, array)
+        if stored != actual.hex().encode("ascii"):
+            raise self.fail(f"checksum mismatch in {what}: stored {stored.decode('ascii', 'replace')}, its data "
+                            f"hashes to {actual.hex()}; {_TAMPERED}")
+        return actual
+
+    def group(self, name: str) -> tuple[h5py.h5g.GroupID, list[str]]:
+        gid = h5o.open(self.f.id, name.encode())
+        if not isinstance(gid, h5py.h5g.GroupID):
+            raise self.fail(f"/{name} is not a group; expected a group of datasets")
+        return gid, [n.decode("utf-8", "replace") for n in gid]
+
+    def weights(self, declared: Any) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+        if not isinstance(declared, dict):
+            raise self.fail(f"/{fmt.GRAPH} has no '{fmt.GRAPH_WEIGHTS}' object; expected key -> dtype and shape")
+        gid, names = self.group(fmt.WEIGHTS)
+        stored = {}
+        for name in names:
+            key = unescape_name(name)
+            if key is None or key not in declared:
+                raise self.fail(f"/{fmt.WEIGHTS}/{name} is not a weight the graph declares; expected only the "
+                                f"{len(declared)} declared weights")
+            stored[key] = name
+        weights: dict[str, np.ndarray] = {}
+        checksums: dict[str, bytes] = {}
+        for key, spec in declared.items():
+            what = f"weight {key!r}"
+            if key not in stored:
+                raise self.fail(f"{what} is declared by the graph but has no dataset "
+                                f"/{fmt.WEIGHTS}/{escape_name(key)}")
+            dsid = self.dataset(gid, stored[key], what)
+            dtype, array = self.tensor(dsid, what)
+            want = (spec.get(fmt.WEIGHT_DTYPE), spec.get(fmt.WEIGHT_SHAPE)) if isinstance(spec, dict) else spec
+            if want != (dtype, list(array.shape)):
+                raise self.fail(f"{what} is {dtype} {list(array.shape)} in the file but the graph declares "
+                                f"{want}; {_TAMPERED}")
+            checksums[key] = self.verified(dsid, dtype, array, what)
+            weights[key] = array
+        return weights, checksums
+
+    def graph(self, data: dict[str, Any], weights: dict[str, np.ndarray]) -> tuple[Graph, dict[str, TensorSpec]]:
+        try:
+            graph = Graph.from_json(data, weights)
+        except (KeyError, TypeError, ValueError, AttributeError, SavedModelError) as e:
+            raise self.fail(f"/{fmt.GRAPH} is malformed ({type(e).__name__}: {e}); expected Graph.to_json() "
+                            "with inputs, outputs, nodes and weights") from e
+        try:
+            specs = graph.validate()
+        except GraphError as e:
+            raise self.fail(f"the graph is invalid: {e}") from e
+        return graph, specs
+
+    def assets(self) -> tuple[dict[str, Any], dict[str, str]]:
+        gid, names = self.group(fmt.ASSETS)
+        assets: dict[str, Any] = {}
+        kinds: dict[str, str] = {}
+        for name in names:
+            key = unescape_name(name)
+            what = f"asset {name!r}"
+            if key is None:
+                raise self.fail(f"{what} is not a canonically escaped name; expected names escaped as in FORMAT.md")
+            dsid = self.dataset(gid, name, what)
+            kind = self.str_attr(dsid, fmt.ATTR_ASSET_KIND, what)
+            if kind not in fmt.ASSET_KINDS:
+                if self.minor > fmt.FORMAT_VERSION[1]:
+                    log.warning("%s: skipping asset %r of kind %r, unknown to this reader", self.path, key, kind)
+                    continue
+                raise self.fail(f"{what} has kind {kind!r}; expected one of {', '.join(fmt.ASSET_KINDS)}")
+            dtype, array = self.tensor(dsid, what)
+            self.verified(dsid, dtype, array, what)
+            assets[key] = self.asset_value(kind, dtype, array, what)
+            kinds[key] = kind
+        return assets, kinds
+
+    def asset_value(self, kind: str, dtype: str, array: np.ndarray, what: str) -> Any:
+        if kind == fmt.ASSET_ARRAY:
+            return array
+        if kind == fmt.ASSET_BYTES and dtype == "uint8" and array.ndim == 1:
+            return array.tobytes()
+        if kind == fmt.ASSET_TEXT and dtype == "string" and array.ndim == 1:
+            try:
+                return [element.decode("utf-8") for element in array]
+            except UnicodeDecodeError as e:
+                raise self.fail(f"{what} is not valid UTF-8 text ({e}); expected a list of strings") from e
+        raise self.fail(f"{what} of kind {kind!r} is a {dtype} array of shape {list(array.shape)}; expected "
+                        f"{'a 1-D uint8' if kind == fmt.ASSET_BYTES else 'a 1-D string'} dataset")
+
+    def signatures(self) -> dict[str, Signature]:
+        data = self.json(fmt.SIGNATURES, self.text(fmt.SIGNATURES))
+        out: dict[str, Signature] = {}
+        for name, value in data.items():
+            try:
+                out[name] = Signature.from_json(value)
+            except (KeyError, TypeError, ValueError, AttributeError, SavedModelError) as e:
+                raise self.fail(f"signature {name!r} is malformed ({type(e).__name__}: {e}); expected method, "
+                                "inputs and outputs") from e
+        return out

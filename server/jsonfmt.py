@@ -1,0 +1,155 @@
+"""JSON text the way TF Serving writes it, and JSON parsing that accepts NaN.
+
+TF Serving prints a float with 6 significant digits when that reads back as
+the same value, else with all the digits of its type (9 for float32, 17 for
+float64); whole numbers get a ``.0``; non-finite values are the bare tokens
+``NaN``, ``Infinity`` and ``-Infinity`` (not strict JSON, as its docs say).
+A tensor is written as nested lists in row-major order.
+
+>>> dumps({"predictions": np.array([[0.2, 3.0], [np.nan, 1e-5]], np.float32)})
+b'{"predictions":[[0.2,3.0],[NaN,1e-05]]}'
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from server.errors import InvalidArgument
+
+_FULL_DIGITS = {np.dtype(np.float16): 5, np.dtype(np.float32): 9, np.dtype(np.float64): 17}
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+try:  # orjson parses several times faster than json; both are correct
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency of the server extra
+    _orjson = None
+
+
+def loads(body: bytes) -> Any:
+    """Parse a request body; NaN / Infinity / -Infinity are accepted as TF Serving's parser does.
+
+    Raises InvalidArgument("JSON Parse error: ...") on malformed input.
+    """
+    if not body.strip():
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    if _orjson is not None:
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass  # maybe NaN/Infinity, which orjson refuses: let json decide and word the error
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from e
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from e
+
+
+def float_tokens(values: np.ndarray) -> list[str]:
+    """Each element of a float array as TF Serving prints it (flattened, row-major)."""
+    flat = values.ravel()
+    as_list = flat.tolist()
+    short = [f"{v:.6g}" for v in as_list]
+    with np.errstate(invalid="ignore"):
+        back = np.array(short, dtype=np.float64).astype(flat.dtype)
+        bad = np.flatnonzero((back != flat) & np.isfinite(flat))
+    if bad.size:
+        spec = f".{_FULL_DIGITS.get(flat.dtype, 17)}g"
+        for i in bad.tolist():
+            short[i] = format(as_list[i], spec)
+    out = []
+    for s in short:
+        if s in _NON_FINITE:
+            s = _NON_FINITE[s]
+        elif "." not in s and "e" not in s:
+            s += ".0"
+        out.append(s)
+    return out
+
+
+def _string_token(value: Any, as_b64: bool) -> str:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    if not as_b64:
+        try:
+            return json.dumps(raw.decode(), ensure_ascii=False)
+        except UnicodeDecodeError:
+            pass  # not text: base64 is the only faithful JSON form
+    return '{"b64":' + json.dumps(base64.b64encode(raw).decode()) + "}"
+
+
+def tensor_tokens(array: np.ndarray, *, bytes_as_b64: bool = False) -> list[str]:
+    """Each element of an array as a JSON token (flattened, row-major)."""
+    kind = array.dtype.kind
+    if kind == "f":
+        return float_tokens(array)
+    if kind in "iu":
+        return [str(v) for v in array.ravel().tolist()]
+    if kind == "b":
+        return ["true" if v else "false" for v in array.ravel().tolist()]
+    return [_string_token(v, bytes_as_b64) for v in array.ravel().tolist()]
+
+
+def nest(tokens: list[str], shape: tuple[int, ...]) -> str:
+    """Row-major tokens as nested JSON lists of ``shape`` (a scalar when shape is ())."""
+    if not shape:
+        return tokens[0]
+    items = tokens
+    for axis in range(len(shape) - 1, -1, -1):
+        size = shape[axis]
+        outer = math.prod(shape[:axis])
+        items = ["[" + ",".join(items[j * size:(j + 1) * size]) + "]" for j in range(outer)]
+    return items[0]
+
+
+def tensor_json(array: np.ndarray, *, bytes_as_b64: bool = False) -> str:
+    """A whole array as TF Serving's JSON: nested lists, TF number formatting."""
+    array = np.asarray(array)
+    return nest(tensor_tokens(array, bytes_as_b64=bytes_as_b64), array.shape)
+
+
+class Raw:
+    """Pre-rendered JSON text to splice into ``dumps`` output as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _write(obj: Any, out: list[str]) -> None:
+    if isinstance(obj, Raw):
+        out.append(obj.text)
+    elif isinstance(obj, dict):
+        out.append("{")
+        for i, (key, value) in enumerate(obj.items()):
+            if i:
+                out.append(",")
+            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(":")
+            _write(value, out)
+        out.append("}")
+    elif isinstance(obj, (list, tuple)):
+        out.append("[")
+        for i, value in enumerate(obj):
+            if i:
+                out.append(",")
+            _write(value, out)
+        out.append("]")
+    elif isinstance(obj, (np.ndarray, np.generic)):
+        out.append(tensor_json(np.asarray(obj)))
+    elif isinstance(obj, float):
+        out.append(float_tokens(np.array([obj]))[0])
+    else:
+        out.append(json.dumps(obj, ensure_ascii=False))
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON bytes of plain values, arrays and ``Raw`` fragments, TF Serving's number style."""
+    out: list[str] = []
+    _write(obj, out)
+    return "".join(out).encode()

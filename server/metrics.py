@@ -1,0 +1,114 @@
+"""Prometheus metrics: requests by model and status, latency, batch sizes, version states.
+
+Every app has its own registry (two apps in one process do not clash). The
+request metrics are recorded by ``MetricsMiddleware`` from labels a route
+puts in the ASGI scope; the version-state gauge is read from the manager at
+scrape time.
+
+Exposed at ``/monitoring/prometheus/metrics`` (TF Serving's path):
+
+- ``serving_requests_total{model,protocol,api,code}``: requests by HTTP status
+- ``serving_request_latency_seconds{model,protocol,api}``: latency of successful requests
+- ``serving_batch_size_rows{model}`` / ``serving_batch_size_requests{model}``: per executed batch
+- ``serving_batch_padding_rows_total{model}``: rows added to reach an allowed batch size
+- ``serving_batch_queue_wait_seconds{model}``: time a request waited to be batched
+- ``serving_model_versions{model,state}``: how many versions of a model are in each state
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+SCOPE_KEY = "serving.metric_labels"  # routes store (model, protocol, api) here
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class _StateCollector(Collector):
+    def __init__(self, snapshot: Callable[[], dict[str, list[str]]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from server.manager import STATES
+
+        family = GaugeMetricFamily("serving_model_versions", "Versions of a model in each state",
+                                   labels=["model", "state"])
+        for model, states in self._snapshot().items():
+            for state in STATES:
+                family.add_metric([model, state], states.count(state))
+        yield family
+
+
+class Metrics:
+    """The server's metrics in a registry of their own."""
+
+    def __init__(self, states: Callable[[], dict[str, list[str]]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("serving_requests", "Requests by model, protocol, API and HTTP status",
+                                ["model", "protocol", "api", "code"], registry=self.registry)
+        self.latency = Histogram("serving_request_latency_seconds", "Latency of successful requests",
+                                 ["model", "protocol", "api"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("serving_batch_size_rows", "Rows per executed batch", ["model"],
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_requests = Histogram("serving_batch_size_requests", "Requests merged per executed batch",
+                                        ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_padding = Counter("serving_batch_padding_rows", "Rows added to reach an allowed batch size",
+                                     ["model"], registry=self.registry)
+        self.queue_wait = Histogram("serving_batch_queue_wait_seconds", "Time a request waited to be batched",
+                                    ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        if states is not None:
+            self.registry.register(_StateCollector(states))
+
+    def batch_done(self, model: str, requests: int, rows: int, padded_rows: int, waits: list[float]) -> None:
+        self.batch_rows.labels(model).observe(rows)
+        self.batch_requests.labels(model).observe(requests)
+        if padded_rows > rows:
+            self.batch_padding.labels(model).inc(padded_rows - rows)
+        wait = self.queue_wait.labels(model)
+        for w in waits:
+            wait.observe(w)
+
+    def request_done(self, labels: tuple[str, str, str], status: int, seconds: float) -> None:
+        model, protocol, api = labels
+        self.requests.labels(model, protocol, api, str(status)).inc()
+        if status == 200:
+            self.latency.labels(model, protocol, api).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware timing every request a route has labelled with its model."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            labels = scope.get(SCOPE_KEY)
+            if labels is not None:
+                self.metrics.request_done(labels, status, time.perf_counter() - started)
