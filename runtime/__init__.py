@@ -22,12 +22,21 @@ def load(path: str | os.PathLike) -> Model:
     """Load a model for inference.
 
     ``path`` is a bundle file, a version directory or a model base path (the
-    newest version is taken).
+    newest version is taken), a ``.tflite`` file, or a TF.js ``model.json``.
     """
+    path = Path(path)
+    if path.suffix.lower() == ".tflite":
+        from runtime.lite import load_tflite
+
+        return load_tflite(path)
+    if path.suffix.lower() == ".json":
+        from converters.web.reader import read_model_json
+
+        return from_graph(read_model_json(path))
     from savedmodel.bundle import read_bundle
     from savedmodel.versions import resolve
 
-    return Model.from_bundle(read_bundle(resolve(Path(path))))
+    return Model.from_bundle(read_bundle(resolve(path)))
 
 
 def from_graph(graph: Graph) -> Model:

@@ -17,6 +17,7 @@ import numpy as np
 
 from runtime.kernels import get_kernel
 from savedmodel.ir import Graph, Node, TensorSpec
+from savedmodel.ops import OPS
 
 # Ops whose output channels are the last axis and that take an `activation` attr.
 _FUSIBLE = {"Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"}
@@ -60,7 +61,10 @@ class Plan:
             release = tuple(s for t in set(n.inputs) if (s := slots[t]) not in keep and last_use[s] == i)
             kwargs = dict(n.attrs)
             kwargs.update({role: _as_float32(graph.weights[key]) for role, key in n.weights.items()})
-            steps.append(Step(n.name, get_kernel(n.op), tuple(slots[t] for t in n.inputs),
+            fn = get_kernel(n.op)
+            if not OPS[n.op].keeps_dtype and any(specs[t].dtype != "float32" for t in n.inputs):
+                fn = _float32_inputs(fn)
+            steps.append(Step(n.name, fn, tuple(slots[t] for t in n.inputs),
                               tuple(slots[t] for t in n.outputs), kwargs, release))
         self.steps = steps
         self.n_slots = len(slots)
@@ -81,6 +85,15 @@ class Plan:
             for s in step.release:
                 values[s] = None
         return {name: values[s] for name, s in self.output_slots.items()}
+
+
+def _float32_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` computing in float32 on integer (or float64) inputs, as Keras layers do."""
+
+    def cast_then_run(*inputs: np.ndarray, **kwargs: Any) -> Any:
+        return fn(*(x.astype(np.float32, copy=False) for x in inputs), **kwargs)
+
+    return cast_then_run
 
 
 def _as_float32(w: np.ndarray) -> np.ndarray:

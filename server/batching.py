@@ -22,9 +22,10 @@ import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -167,7 +168,7 @@ class Batcher:
             loop = asyncio.get_running_loop()
             run = functools.partial(run_batch, queue.fn, [t.inputs for t in batch], self.params.allowed_batch_sizes)
             results, padded = await loop.run_in_executor(self._executor, run)
-            for task, result in zip(batch, results):
+            for task, result in zip(batch, results, strict=True):
                 if task.future.done():
                     continue
                 if isinstance(result, BaseException):

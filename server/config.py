@@ -227,12 +227,20 @@ def model_configs(data: Any, base_dir: Path) -> list[ModelConfig]:
         base = entry.get("base_path")
         if isinstance(base, str) and not Path(base).is_absolute():
             entry["base_path"] = base_dir / base
-        entry["model_version_policy"] = _policy(entry.get("model_version_policy"))
-        entry["version_labels"] = _labels(entry.get("version_labels"))
+        where = f"config #{i + 1} ({entry.get('name', '?')})"
         try:
+            entry["model_version_policy"] = _policy(entry.get("model_version_policy"))
+        except ValidationError as e:
+            raise ValueError(f"{where}: model_version_policy: {_pydantic_message(e)}") from e
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+        try:
+            entry["version_labels"] = _labels(entry.get("version_labels"))
             configs.append(ModelConfig(**entry))
         except ValidationError as e:
-            raise ValueError(f"config #{i + 1} ({entry.get('name', '?')}): {_pydantic_message(e)}") from e
+            raise ValueError(f"{where}: {_pydantic_message(e)}") from e
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
     if not configs:
         raise ValueError("model_config_list has no config entries")
     return configs

@@ -14,8 +14,9 @@ when batching is on) within the request timeout, and returns the outputs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -91,7 +92,9 @@ def validate_inputs(fn: runtime.SignatureFunction, signature_name: str, inputs: 
                 raise InvalidArgument(f"Input '{spec.name}' has dtype {as_dtype(arr.dtype)} but signature "
                                       f"'{signature_name}' expects {spec.dtype}")
             arr = arr.astype(want)
-        if arr.ndim != len(spec.shape) or any(d is not None and d != n for d, n in zip(spec.shape, arr.shape)):
+        fits = arr.ndim == len(spec.shape) and all(
+            d is None or d == n for d, n in zip(spec.shape, arr.shape, strict=True))
+        if not fits:
             raise InvalidArgument(f"Input '{spec.name}' has shape {dims_text(arr.shape)} but signature "
                                   f"'{signature_name}' expects {dims_text(spec.shape)}")
         feeds[spec.name] = arr

@@ -97,7 +97,7 @@ class BatchingParameters(_Strict):
     def _allowed_sizes(self) -> BatchingParameters:
         sizes = self.allowed_batch_sizes
         if sizes:
-            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
+            if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)) or sizes[0] < 1:
                 raise ValueError(f"allowed_batch_sizes must be positive and increasing, got {list(sizes)}")
             if sizes[-1] != self.max_batch_size:
                 # TF Serving's wording (bundle_factory_util.cc).

@@ -16,7 +16,8 @@ import base64
 import binascii
 import json
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -60,10 +60,12 @@ def erf(z: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp of -|x| only: no overflow, and full relative precision for x << 0.
-    e = np.exp(-np.abs(x))
-    d = 1 + e
-    return np.where(x >= 0, 1 / d, e / d).astype(_F32, copy=False)
+    # 1 / (1 + exp(-x)) keeps full relative precision in float32 on both sides;
+    # exp overflows to inf for x < -88, giving the right limit 0.
+    with np.errstate(over="ignore"):
+        e = np.exp(-x)
+    e += 1
+    return np.reciprocal(e, out=e)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -92,7 +94,18 @@ def _gelu_approximate(x: np.ndarray) -> np.ndarray:
 
 
 def _elu(x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    return np.where(x > 0, x, _F32(alpha) * np.expm1(np.minimum(x, 0)))
+    # relu(x) + alpha * expm1(min(x, 0)): exact, and no np.where (slow on mixed signs).
+    y = np.expm1(np.clip(x, _F32(-np.inf), _F32(0)))
+    if alpha != 1:
+        y *= _F32(alpha)
+    y += np.clip(x, _F32(0), _F32(np.inf))
+    return y
+
+
+def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
+    """x for x > 0, slope * x otherwise, as max (slope <= 1) or min (slope > 1) of x and slope * x."""
+    y = _F32(slope) * x
+    return np.maximum(x, y, out=y) if slope <= 1 else np.minimum(x, y, out=y)
 
 
 def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -101,7 +114,7 @@ def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
 
 _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": lambda x: x,
-    "relu": lambda x: np.maximum(x, _F32(0)),
+    "relu": lambda x: np.clip(x, _F32(0), _F32(np.inf)),  # clip: numpy's maximum with a scalar is slower
     "relu6": lambda x: np.clip(x, _F32(0), _F32(6)),
     "sigmoid": _sigmoid,
     "hard_sigmoid": _hard_sigmoid,
@@ -114,7 +127,7 @@ _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "hard_silu": lambda x: x * _hard_sigmoid(x),
     "elu": _elu,
     "selu": lambda x: _F32(_SELU_SCALE) * _elu(x, _SELU_ALPHA),
-    "leaky_relu": lambda x: np.where(x > 0, x, _F32(0.2) * x),
+    "leaky_relu": lambda x: _leaky(x, 0.2),
     "softplus": _softplus,
     "softsign": lambda x: x / (1 + np.abs(x)),
     "exponential": np.exp,
@@ -123,7 +136,7 @@ _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 # Activations cheap enough to run in place on a buffer the caller owns.
 _IN_PLACE: dict[str, Callable[[np.ndarray], None]] = {
-    "relu": lambda x: np.maximum(x, _F32(0), out=x),
+    "relu": lambda x: np.clip(x, _F32(0), _F32(np.inf), out=x),
     "relu6": lambda x: np.clip(x, _F32(0), _F32(6), out=x),
     "tanh": lambda x: np.tanh(x, out=x),
     "exponential": lambda x: np.exp(x, out=x),
@@ -156,20 +169,22 @@ def activation(x, *, activation):
 @kernel("ReLU")
 def relu(x, *, max_value, negative_slope, threshold):
     """Keras' ReLU: x above threshold (capped at max_value), negative_slope * (x - threshold) below."""
-    if negative_slope != 0 and max_value is None and threshold == 0:
-        return np.where(x > 0, x, _F32(negative_slope) * x)
-    pos = np.where(x > _F32(threshold), x, _F32(0)) if threshold != 0 else np.maximum(x, _F32(0))
+    if threshold == 0 and negative_slope == 0:
+        return np.clip(x, _F32(0), _F32(np.inf if max_value is None else max_value))
+    if max_value is None and threshold == 0:
+        return _leaky(x, negative_slope)
+    pos = np.where(x > _F32(threshold), x, _F32(0)) if threshold != 0 else np.clip(x, _F32(0), _F32(np.inf))
     if max_value is not None:
         np.clip(pos, _F32(0), _F32(max_value), out=pos)
     if negative_slope != 0:
-        pos -= _F32(negative_slope) * np.maximum(_F32(threshold) - x, _F32(0))
+        pos -= _F32(negative_slope) * np.clip(_F32(threshold) - x, _F32(0), _F32(np.inf))
     return pos
 
 
 @kernel("LeakyReLU")
 def leaky_relu(x, *, negative_slope):
     """x for x > 0, negative_slope * x otherwise."""
-    return np.where(x > 0, x, _F32(negative_slope) * x)
+    return _leaky(x, negative_slope)
 
 
 @kernel("ELU")
@@ -186,8 +201,10 @@ def softmax(x, *, axis):
 
 @kernel("PReLU")
 def prelu(x, *, shared_axes, alpha):
-    """x for x > 0, alpha * x otherwise, alpha broadcast over the shared axes."""
-    return np.where(x > 0, x, alpha * x)
+    """x for x > 0, alpha * x otherwise, alpha broadcast over the shared axes (Keras: relu(x) - alpha * relu(-x))."""
+    y = alpha * np.clip(x, _F32(-np.inf), _F32(0))
+    y += np.clip(x, _F32(0), _F32(np.inf))
+    return y
 
 
 @kernel("Identity")

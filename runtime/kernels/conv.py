@@ -1,71 +1,74 @@
-"""Convolution kernels (NHWC), as im2col + one GEMM over the whole batch.
+"""Convolution kernels (NHWC): im2col + one GEMM over the whole batch.
 
-The im2col matrix is built one kernel tap at a time with contiguous copies
-(a loop over kh*kw, never over batch items or pixels); padding is never
-materialised: positions outside the input are zero-filled in the matrix.
+The im2col matrix is built transposed, one row per (tap, input channel), from
+the input rearranged by ``Phases`` so that each row is a handful of long
+contiguous copies (a loop over the kh*kw taps, never over batch items or
+pixels). A row of ones carries the bias through the GEMM.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from runtime.kernels import kernel
-from runtime.kernels._windows import fill_outside, is_full, out_and_pad, taps
+from runtime.kernels._windows import Phases, geometry, out_and_pad
 from runtime.kernels.activations import apply_activation
 
 _F32 = np.float32
 
 
-def _im2col(x: np.ndarray, ksize, strides, dilation, out_hw, pad) -> np.ndarray:
-    """(N, H, W, C) -> (N, Ho, Wo, kh, kw, C): every window's samples, zeros for padding."""
-    n, h, w, c = x.shape
-    cols = np.empty((n, *out_hw, *ksize, c), _F32)
-    for i, j, rows, cs, r_in, c_in in taps((h, w), out_hw, ksize, strides, dilation, pad):
-        dst = cols[:, :, :, i, j, :]
-        if not is_full(rows, cs, out_hw):
-            fill_outside(dst, rows, cs, 0)
-        dst[:, rows[0]:rows[1], cs[0]:cs[1]] = x[:, r_in, c_in]
-    return cols
+def add_bias(y: np.ndarray, bias: np.ndarray) -> None:
+    """y (N, ..., F) += bias, in place; one broadcast per item, not per pixel, as F is often small."""
+    per_item = y.reshape(y.shape[0], math.prod(y.shape[1:]))
+    per_item += np.tile(bias, per_item.shape[1] // bias.shape[0])
 
 
-def _conv2d(x, w, strides, dilation, pad, out_hw, groups=1):
-    """Grouped 2-D cross-correlation of NHWC x with w (kh, kw, cin/groups, filters); no bias."""
-    n, c = x.shape[0], x.shape[-1]
+def _conv2d(x, w, bias, strides, dilation, pad, out_hw, groups=1) -> np.ndarray:
+    """Grouped 2-D cross-correlation of NHWC x with w (kh, kw, cin/groups, filters), plus bias.
+
+    May return a non-contiguous view (scratch columns cropped off)."""
+    n, c = x.shape[0], x.shape[3]
     kh, kw, cpg, f = w.shape
-    rows = n * out_hw[0] * out_hw[1]
-    if (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and groups == 1 and not any(pad):
-        y = x.reshape(rows, c) @ w.reshape(c, f)
-    elif groups == 1:
-        y = _im2col(x, (kh, kw), strides, dilation, out_hw, pad).reshape(rows, kh * kw * c) @ w.reshape(-1, f)
-    else:
-        fpg = f // groups
-        y = np.empty((rows, f), _F32)
-        for g in range(groups):
-            xg = x[..., g * cpg:(g + 1) * cpg]
-            cols = _im2col(xg, (kh, kw), strides, dilation, out_hw, pad).reshape(rows, kh * kw * cpg)
-            y[:, g * fpg:(g + 1) * fpg] = cols @ w[..., g * fpg:(g + 1) * fpg].reshape(-1, fpg)
-    return y.reshape(n, *out_hw, f)
+    if (kh, kw) == (1, 1) and groups == 1 and not any(pad):
+        xs = x if tuple(strides) == (1, 1) else np.ascontiguousarray(x[:, ::strides[0], ::strides[1]])
+        y = (xs.reshape(-1, c) @ w.reshape(c, f)).reshape(n, *out_hw, f)
+        if bias is not None:
+            add_bias(y, bias)
+        return y
+    ph = Phases(x.transpose(3, 0, 1, 2)[..., None], (kh, kw), strides, dilation, pad, out_hw)
+    k = kh * kw * cpg
+    cols = np.empty((groups, k + (bias is not None), n, ph.size), _F32)
+    for i in range(kh):
+        for j in range(kw):
+            t = i * kw + j
+            cols[:, t * cpg:(t + 1) * cpg] = ph.tap(i, j).reshape(groups, cpg, n, ph.size)
+    fpg = f // groups
+    y = np.empty((n * ph.size, f), _F32)
+    for g in range(groups):
+        wg = w[..., g * fpg:(g + 1) * fpg].reshape(k, fpg)
+        if bias is not None:
+            cols[g, k] = 1
+            wg = np.concatenate([wg, bias[None, g * fpg:(g + 1) * fpg]])
+        a = cols[g].reshape(len(cols[g]), n * ph.size).T
+        if groups == 1:
+            y = a @ wg
+        else:
+            y[:, g * fpg:(g + 1) * fpg] = a @ wg
+    return y.reshape(n, out_hw[0], ph.width, f)[:, :, :out_hw[1]]
 
 
-def _finish(y: np.ndarray, bias, activation: str) -> np.ndarray:
-    if bias is not None:
-        y += bias
-    return apply_activation(y, activation, inplace=True)
-
-
-def _geometry(x, kernel_size, strides, dilation_rate, padding):
-    dims = [out_and_pad(n, k, s, d, padding)
-            for n, k, s, d in zip(x.shape[1:3], kernel_size, strides, dilation_rate, strict=True)]
-    return tuple(o for o, _ in dims), tuple(p for _, p in dims)
+def _finish(y: np.ndarray, activation: str) -> np.ndarray:
+    return apply_activation(np.ascontiguousarray(y), activation, inplace=True)
 
 
 @kernel("Conv2D")
 def conv2d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias,
            kernel, bias=None):
     """activation(conv2d(x, kernel) + bias), NHWC, TF 'same' padding (extra at bottom/right)."""
-    out_hw, pad = _geometry(x, kernel_size, strides, dilation_rate, padding)
-    y = _conv2d(x, kernel, strides, dilation_rate, pad, out_hw, groups)
-    return _finish(y, bias, activation)
+    out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
+    return _finish(_conv2d(x, kernel, bias, strides, dilation_rate, pad, out_hw, groups), activation)
 
 
 @kernel("Conv1D")
@@ -73,44 +76,53 @@ def conv1d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, 
            kernel, bias=None):
     """activation(conv1d(x, kernel) + bias) over (N, L, C); 'causal' pads on the left only."""
     out, pad = out_and_pad(x.shape[1], kernel_size[0], strides[0], dilation_rate[0], padding)
-    y = _conv2d(x[:, None], kernel[None], (1, strides[0]), (1, dilation_rate[0]), (0, pad), (1, out), groups)
-    return _finish(y[:, 0], bias, activation)
+    y = _conv2d(x[:, None], kernel[None], bias, (1, strides[0]), (1, dilation_rate[0]), (0, pad), (1, out), groups)
+    return _finish(y[:, 0], activation)
 
 
-def _depthwise(x, w, strides, dilation, pad, out_hw):
-    """Depthwise 2-D cross-correlation: w (kh, kw, C, mult) -> (N, Ho, Wo, C*mult), channel c*mult+m."""
-    n, c = x.shape[0], x.shape[-1]
-    kh, kw, _, mult = w.shape
-    if mult == 1:
-        w, acc_shape = w[..., 0], (n, *out_hw, c)
-    else:
-        x, acc_shape = x[..., None], (n, *out_hw, c, mult)
-    acc = np.zeros(acc_shape, _F32)
-    tmp = np.empty(acc_shape, _F32)
-    for i, j, rows, cols, r_in, c_in in taps(x.shape[1:3], out_hw, (kh, kw), strides, dilation, pad):
-        dst = acc[:, rows[0]:rows[1], cols[0]:cols[1]]
-        t = tmp[:, :rows[1] - rows[0], :cols[1] - cols[0]]
-        np.multiply(x[:, r_in, c_in], w[i, j], out=t)
-        dst += t
-    return acc.reshape(n, *out_hw, c * mult)
+def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
+    """Depthwise 2-D cross-correlation: w (kh, kw, C, mult) -> (N, Ho, Wo, C*mult), channel c*mult+m.
+
+    May return a non-contiguous view."""
+    kh, kw, c, mult = w.shape
+    if mult > 1:
+        x = np.repeat(x, mult, axis=-1)
+    w = w.reshape(kh, kw, c * mult)
+    ph = Phases(x, (kh, kw), strides, dilation, pad, out_hw)
+    # Each tap's run, seen as (N, Ho, width * C), times the tap's weights tiled along a row.
+    shape = (x.shape[0], out_hw[0], ph.width * c * mult)
+    acc = np.empty(shape, _F32)
+    tmp = np.empty(shape, _F32)
+    for i in range(kh):
+        for j in range(kw):
+            src = ph.tap(i, j).reshape(shape)
+            wt = np.tile(w[i, j], ph.width)
+            if i == j == 0:
+                np.multiply(src, wt, out=acc)
+            else:
+                np.multiply(src, wt, out=tmp)
+                acc += tmp
+    return acc.reshape(x.shape[0], out_hw[0], ph.width, c * mult)[:, :, :out_hw[1]]
 
 
 @kernel("DepthwiseConv2D")
 def depthwise_conv2d(x, *, kernel_size, strides, padding, dilation_rate, activation, use_bias,
                      depth_multiplier, kernel, bias=None):
     """activation(depthwise_conv2d(x, kernel) + bias); output channel c*depth_multiplier + m."""
-    out_hw, pad = _geometry(x, kernel_size, strides, dilation_rate, padding)
-    return _finish(_depthwise(x, kernel, strides, dilation_rate, pad, out_hw), bias, activation)
+    out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
+    y = np.ascontiguousarray(_depthwise(x, kernel, strides, dilation_rate, pad, out_hw))
+    if bias is not None:
+        add_bias(y, bias)
+    return apply_activation(y, activation, inplace=True)
 
 
 @kernel("SeparableConv2D")
 def separable_conv2d(x, *, kernel_size, strides, padding, dilation_rate, activation, use_bias,
                      depth_multiplier, filters, depthwise_kernel, pointwise_kernel, bias=None):
     """activation(pointwise 1x1 conv of depthwise_conv2d(x) + bias)."""
-    out_hw, pad = _geometry(x, kernel_size, strides, dilation_rate, padding)
-    d = _depthwise(x, depthwise_kernel, strides, dilation_rate, pad, out_hw)
-    y = _conv2d(d, pointwise_kernel, (1, 1), (1, 1), (0, 0), out_hw)
-    return _finish(y, bias, activation)
+    out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
+    d = np.ascontiguousarray(_depthwise(x, depthwise_kernel, strides, dilation_rate, pad, out_hw))
+    return _finish(_conv2d(d, pointwise_kernel, bias, (1, 1), (1, 1), (0, 0), out_hw), activation)
 
 
 def _transpose_geometry(n, k, s, d, padding, out_pad):
@@ -144,4 +156,6 @@ def conv2d_transpose(x, *, filters, kernel_size, strides, padding, dilation_rate
             q = slice(j * dilation_rate[1], j * dilation_rate[1] + (w - 1) * strides[1] + 1, strides[1])
             full[:, r, q] += cols[:, :, :, i, j]
     y = np.ascontiguousarray(full[:, crop_h:crop_h + ho, crop_w:crop_w + wo])
-    return _finish(y, bias, activation)
+    if bias is not None:
+        add_bias(y, bias)
+    return apply_activation(y, activation, inplace=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.kernels import kernel
-from runtime.kernels._windows import is_full, taps, windows_2d
+from runtime.kernels._windows import geometry, is_full, taps
 
 _F32 = np.float32
 _NO_DILATION = (1, 1)
 
 
 def _max_pool(x, pool_size, strides, padding):
-    out_hw, pad = windows_2d(x, pool_size, strides, _NO_DILATION, padding)
+    out_hw, pad = geometry(x, pool_size, strides, _NO_DILATION, padding)
     acc = None
     for _, _, rows, cols, r_in, c_in in taps(x.shape[1:3], out_hw, pool_size, strides, _NO_DILATION, pad):
         src = x[:, r_in, c_in]
@@ -32,7 +32,7 @@ def _max_pool(x, pool_size, strides, padding):
 
 
 def _avg_pool(x, pool_size, strides, padding):
-    out_hw, pad = windows_2d(x, pool_size, strides, _NO_DILATION, padding)
+    out_hw, pad = geometry(x, pool_size, strides, _NO_DILATION, padding)
     acc = np.zeros((x.shape[0], *out_hw, x.shape[3]), _F32)
     count = np.zeros(out_hw, _F32)
     for _, _, rows, cols, r_in, c_in in taps(x.shape[1:3], out_hw, pool_size, strides, _NO_DILATION, pad):

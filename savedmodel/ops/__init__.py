@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from savedmodel.dtypes import FLOATS
 from savedmodel.errors import GraphError
 from savedmodel.ir import Node, Shape, TensorSpec
 
@@ -72,6 +73,7 @@ class OpDef:
     weight_shapes: WeightRule | None = None
     inputs: tuple[int, int | None] = (1, 1)
     outputs: int = 1
+    keeps_dtype: bool = False
     doc: str = field(default="", compare=False)
 
 
@@ -87,15 +89,20 @@ def op(
     weight_shapes: WeightRule | None = None,
     inputs: tuple[int, int | None] = (1, 1),
     outputs: int = 1,
+    keeps_dtype: bool = False,
 ) -> Callable[[ShapeRule], ShapeRule]:
-    """Declare op ``name`` with the decorated function as its shape rule."""
+    """Declare op ``name`` with the decorated function as its shape rule.
+
+    An op computes in float32 and outputs float32 for integer inputs, unless
+    it only moves data (``keeps_dtype``: reshapes, padding, max pooling...).
+    """
 
     def register(rule: ShapeRule) -> ShapeRule:
         if name in OPS:
             raise ValueError(f"op {name!r} is declared twice")
         OPS[name] = OpDef(
             name, dict(attrs or {}), rule, weights, optional_weights, weight_shapes,
-            inputs, outputs, (rule.__doc__ or "").strip(),
+            inputs, outputs, keeps_dtype, (rule.__doc__ or "").strip(),
         )
         return rule
 
@@ -159,6 +166,8 @@ def infer_node(node: Node, inputs: list[TensorSpec], weights: dict[str, np.ndarr
                 f"weight {key!r} (role {role}) has shape {list(got)}, expected {list(want)}", node=node.name
             )
     dtype = inputs[0].dtype if inputs else "float32"
+    if not spec.keeps_dtype and dtype not in FLOATS:
+        dtype = "float32"
     return [TensorSpec(t, dtype, s) for t, s in zip(node.outputs, shapes)]
 
 

@@ -166,7 +166,7 @@ def _pool(rank: int):
 
 for _rank in (1, 2):
     _attrs, _rule = _pool(_rank)
-    op(f"MaxPooling{_rank}D", attrs=_attrs)(_rule)
+    op(f"MaxPooling{_rank}D", attrs=_attrs, keeps_dtype=True)(_rule)
     op(f"AveragePooling{_rank}D", attrs=_attrs)(_rule)
 
 
@@ -180,7 +180,8 @@ def _global_pool(rank: int):
 
 
 for _rank in (1, 2):
-    op(f"GlobalMaxPooling{_rank}D", attrs={"keepdims": Attr("bool", False)})(_global_pool(_rank))
+    op(f"GlobalMaxPooling{_rank}D", attrs={"keepdims": Attr("bool", False)}, keeps_dtype=True)(
+        _global_pool(_rank))
     op(f"GlobalAveragePooling{_rank}D", attrs={"keepdims": Attr("bool", False)})(_global_pool(_rank))
 
 
@@ -238,4 +239,4 @@ def normalization(inputs, a):
 
 
 op("Rescaling", attrs={"scale": Attr("float_or_floats", 1.0), "offset": Attr("float_or_floats", 0.0)})(_same)
-op("Identity")(_same)
+op("Identity", keeps_dtype=True)(_same)

@@ -17,14 +17,14 @@ def _prod(dims) -> int | None:
     return None if any(d is None for d in dims) else math.prod(dims)
 
 
-@op("Flatten")
+@op("Flatten", keeps_dtype=True)
 def flatten(inputs, a):
     """(batch, ...) -> (batch, product of the other dims)."""
     x = inputs[0]
     return [(x.shape[0], _prod(x.shape[1:]))]
 
 
-@op("Reshape", attrs={"target_shape": Attr("ints", [-1])})
+@op("Reshape", attrs={"target_shape": Attr("ints", [-1])}, keeps_dtype=True)
 def reshape(inputs, a):
     """Reshape every batch item to target_shape (one dim may be -1)."""
     x = inputs[0]
@@ -42,7 +42,7 @@ def reshape(inputs, a):
     return [(x.shape[0], *target)]
 
 
-@op("Permute", attrs={"dims": Attr("ints", [1])})
+@op("Permute", attrs={"dims": Attr("ints", [1])}, keeps_dtype=True)
 def permute(inputs, a):
     """Permute the non-batch axes; dims are 1-based, as in Keras."""
     x = inputs[0]
@@ -51,7 +51,7 @@ def permute(inputs, a):
     return [(x.shape[0], *(x.shape[d] for d in a["dims"]))]
 
 
-@op("RepeatVector", attrs={"n": Attr("int", 1)})
+@op("RepeatVector", attrs={"n": Attr("int", 1)}, keeps_dtype=True)
 def repeat_vector(inputs, a):
     """(batch, features) -> (batch, n, features)."""
     x = inputs[0]
@@ -82,12 +82,14 @@ def _elementwise(inputs: list[TensorSpec], a: dict[str, Any]) -> list[Shape]:
     return [broadcast([x.shape for x in inputs])]
 
 
-for _name in ("Add", "Multiply", "Average", "Maximum", "Minimum"):
+for _name in ("Add", "Multiply", "Average"):
     op(_name, inputs=(1, None))(_elementwise)
+for _name in ("Maximum", "Minimum"):
+    op(_name, inputs=(1, None), keeps_dtype=True)(_elementwise)
 op("Subtract", inputs=(2, 2))(_elementwise)
 
 
-@op("Concatenate", attrs={"axis": Attr("int", -1)}, inputs=(1, None))
+@op("Concatenate", attrs={"axis": Attr("int", -1)}, inputs=(1, None), keeps_dtype=True)
 def concatenate(inputs, a):
     """Join the inputs along axis (batch axis included in the count)."""
     rank = len(inputs[0].shape)
@@ -135,15 +137,15 @@ def _pad_or_crop(rank: int, sign: int):
     return rule
 
 
-op("ZeroPadding1D", attrs={"padding": Attr("ints", [1, 1])})(_pad_or_crop(1, 1))
-op("ZeroPadding2D", attrs={"padding": Attr("pairs", [[1, 1], [1, 1]])})(_pad_or_crop(2, 1))
-op("Cropping1D", attrs={"cropping": Attr("ints", [1, 1])})(
+op("ZeroPadding1D", attrs={"padding": Attr("ints", [1, 1])}, keeps_dtype=True)(_pad_or_crop(1, 1))
+op("ZeroPadding2D", attrs={"padding": Attr("pairs", [[1, 1], [1, 1]])}, keeps_dtype=True)(_pad_or_crop(2, 1))
+op("Cropping1D", attrs={"cropping": Attr("ints", [1, 1])}, keeps_dtype=True)(
     lambda i, a: _pad_or_crop(1, -1)(i, {"padding": a["cropping"]}))
-op("Cropping2D", attrs={"cropping": Attr("pairs", [[0, 0], [0, 0]])})(
+op("Cropping2D", attrs={"cropping": Attr("pairs", [[0, 0], [0, 0]])}, keeps_dtype=True)(
     lambda i, a: _pad_or_crop(2, -1)(i, {"padding": a["cropping"]}))
 
 
-@op("UpSampling1D", attrs={"size": Attr("int", 2)})
+@op("UpSampling1D", attrs={"size": Attr("int", 2)}, keeps_dtype=True)
 def upsampling1d(inputs, a):
     """Repeat each step size times."""
     x = inputs[0]

@@ -100,3 +100,16 @@ def test_different_batch_sizes_are_refused():
     m = runtime.from_graph(two_input_graph())
     with pytest.raises(InputError, match=r"inputs have different batch sizes \[1, 2\]"):
         m.predict({"a": np.zeros((1, 3)), "c": np.zeros((2, 3))})
+
+
+def test_integer_inputs_compute_in_float32_and_data_movement_keeps_dtype():
+    b = GraphBuilder()
+    x = b.input("x", (None, 2, 2, 1), dtype="uint8")
+    flat = b.op("Flatten", x, name="flat")
+    y = b.op("Rescaling", x, scale=0.5, offset=0.0, name="scaled")
+    g = b.build(flat, y)
+    assert [s.dtype for s in g.outputs] == ["uint8", "float32"]
+    out = runtime.from_graph(g).predict(np.full((1, 2, 2, 1), 255, np.uint8))
+    assert out["flat"].dtype == np.uint8
+    assert out["scaled"].dtype == np.float32
+    np.testing.assert_array_equal(out["scaled"], np.full((1, 2, 2, 1), 127.5, np.float32))

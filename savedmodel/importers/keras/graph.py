@@ -87,9 +87,9 @@ def _check_classes(model: ModelRecord) -> None:
     visit(model)
     if found:
         names = ", ".join(f"{r.name!r} ({'keras.ops ' if r.is_op else ''}{r.class_name})" for r in found)
-        noun = "layer has" if len(found) == 1 else f"{len(found)} layers have"
+        noun = "A Keras layer has" if len(found) == 1 else f"{len(found)} Keras layers have"
         raise UnsupportedError(
-            f"The Keras {noun} no equivalent in the op catalogue: {names}. Replace or remove "
+            f"{noun} no equivalent in the op catalogue: {names}. Replace or remove "
             f"{'it' if len(found) == 1 else 'them'} before export.",
             what=", ".join(r.name for r in found), kind=", ".join(r.class_name for r in found),
             supported=supported_classes(any(r.is_op for r in found)),
@@ -130,7 +130,7 @@ class _Flattener:
             if len(bindings) != len(model.inputs):
                 raise GraphError(f"nested model {owner[-1]!r} takes {len(model.inputs)} inputs, "
                                  f"it is called with {len(bindings)}")
-            for ref, key in zip(model.inputs, bindings):
+            for ref, key in zip(model.inputs, bindings, strict=True):
                 self.aliases[_Key(scope, ref.layer, ref.node, ref.tensor)] = key
 
         def key_of(value: Any) -> Any:
@@ -189,7 +189,7 @@ class _Flattener:
                             continue
                         if done.get(id(dep)) is False:
                             raise GraphError(f"the model has a cycle through layer {dep.record.name!r}")
-                        if dep is not None and id(dep) not in done:
+                        if id(dep) not in done:
                             stack.append(dep)
                 else:
                     stack.pop()
@@ -288,9 +288,9 @@ def assign_roles(record: LayerRecord, roles: list[str], name: str) -> dict[str, 
     arrays = [np.asarray(a) for _, a in record.weights]
     names = [n.split("/")[-1].split(":")[0] if n else None for n, _ in record.weights]
     if all(names) and sorted(names) == sorted(roles):  # type: ignore[type-var]
-        return dict(zip(names, arrays))  # type: ignore[arg-type]
+        return dict(zip(names, arrays, strict=True))  # type: ignore[arg-type]
     if len(arrays) == len(roles):
-        return dict(zip(roles, arrays))
+        return dict(zip(roles, arrays, strict=True))
     shown = [n or f"#{i}" for i, n in enumerate(names)]
     raise UnsupportedError(
         f"Layer {name!r} ({record.class_name}) has {len(arrays)} variables {shown}; with its config the "

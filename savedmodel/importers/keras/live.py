@@ -105,17 +105,20 @@ def _walk(name: str, class_name: str, inputs: list[Any], outputs: list[Any]) -> 
     """The record of the operation graph between ``inputs`` and ``outputs`` (KerasTensors)."""
     import keras
 
-    # (id(operation), node index) of every call the outputs depend on.
+    # (id(operation), node index) of every call the outputs depend on, inputs first.
     calls: dict[tuple[int, int], tuple[Any, Any]] = {}
-    stack = list(outputs)
+    stack = [(t, False) for t in reversed(outputs)]
     while stack:
-        tensor = stack.pop()
+        tensor, expanded = stack.pop()
         op, index, _ = tensor._keras_history
         if (id(op), index) in calls:
             continue
         node = op._inbound_nodes[index]
-        calls[(id(op), index)] = (op, node)
-        stack.extend(node.input_tensors)
+        if expanded:
+            calls[(id(op), index)] = (op, node)
+            continue
+        stack.append((tensor, True))
+        stack.extend((t, False) for t in reversed(node.input_tensors))
     ops: dict[int, Any] = {}
     indices: dict[int, list[int]] = {}
     for op_id, index in calls:

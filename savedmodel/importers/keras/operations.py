@@ -121,7 +121,8 @@ def leaky_relu(call: LayerCall) -> list[Emit]:
 def softmax(call: LayerCall) -> list[Emit]:
     axis = call.config.get("axis", -1)
     if axis is None:
-        raise call.unsupported("normalizes over all axes, batch included (axis=None)", ["an int axis", "a list of axes"])
+        raise call.unsupported("normalizes over all axes, batch included (axis=None)",
+                               ["an int axis", "a list of axes"])
     return [Emit("Softmax", {"axis": [int(a) for a in axis] if isinstance(axis, list) else int(axis)})]
 
 

@@ -9,8 +9,9 @@ builds the Graph from a record, so both sources give the same Graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

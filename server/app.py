@@ -1,0 +1,148 @@
+"""``create_app(settings)``: the ASGI app serving TF Serving REST and KServe V2 on one port.
+
+>>> from server import ServerSettings, create_app
+>>> app = create_app(ServerSettings(models=[{"name": "mnist", "base_path": "models/mnist"}]))  # doctest: +SKIP
+>>> # uvicorn.run(app, port=8501)
+
+Nothing is loaded when the app is built: the models are loaded at ASGI
+startup (lifespan), before the first request is accepted, and the model
+manager polls for new versions until shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import savedmodel
+from runtime.errors import InputError
+from savedmodel.errors import SavedModelError
+from server import tfserving, v2
+from server.batching import Batcher, DirectRunner
+from server.config import load_model_config_file
+from server.errors import ServingError, error_response
+from server.manager import ModelManager
+from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from server.middleware import BodyLimitMiddleware, CORSMiddleware, decode_body
+from server.service import InferenceService
+from server.settings import ModelConfig, ServerSettings
+
+SETTINGS_ENV = "SAVEDMODEL_SERVE_SETTINGS"  # JSON settings for worker processes (--workers N)
+
+DESCRIPTION = """\
+Serves versioned model bundles over two protocols on one port:
+
+* the **TensorFlow Serving REST API** (`/v1/models/...`: status, metadata, `:predict`, `:classify`, `:regress`)
+* the **KServe V2 / Open Inference Protocol** (`/v2/...`), with the binary tensor data extension
+
+Errors are `{"error": "..."}` with TF Serving's HTTP status codes.
+Metrics for Prometheus are at `/monitoring/prometheus/metrics`.
+"""
+
+
+def demo_model() -> ModelConfig:
+    """The embedded demo model (the digits CNN shipped with the package)."""
+    from savedmodel import demo
+
+    return ModelConfig(name=demo.NAME, base_path=demo.BASE_PATH)
+
+
+def model_source(settings: ServerSettings) -> tuple[list[ModelConfig], Callable[[], Sequence[ModelConfig]] | None]:
+    """The models to serve now, and how to re-read them (None when they cannot change)."""
+    if settings.models:
+        return list(settings.models), None
+    if settings.model_config_file is not None:
+        path = settings.model_config_file
+
+        def loader() -> Sequence[ModelConfig]:
+            return load_model_config_file(path)
+
+        return list(loader()), loader
+    return [demo_model()], None
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: the demo model on the default port)."""
+    settings = settings or ServerSettings()
+    configs, loader = model_source(settings)
+    manager_box: list[ModelManager] = []
+
+    def states() -> dict[str, list[str]]:
+        manager = manager_box[0]
+        out = {}
+        for name in manager.names():
+            try:
+                out[name] = [s.state for s in manager.status(name)]
+            except Exception:
+                out[name] = []
+        return out
+
+    metrics = Metrics(states)
+    manager = ModelManager(
+        configs,
+        poll_wait_seconds=settings.file_system_poll_wait_seconds,
+        warmup=settings.enable_model_warmup,
+        config_loader=loader,
+        config_poll_wait_seconds=settings.model_config_file_poll_wait_seconds,
+    )
+    manager_box.append(manager)
+    threads = settings.batching.num_batch_threads if settings.enable_batching else settings.num_inference_threads
+    executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
+    batcher = Batcher(settings.batching, executor, metrics) if settings.enable_batching else None
+    service = InferenceService(manager, DirectRunner(executor), batcher, settings.request_timeout_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(manager.start)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(manager.stop)
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="savedmodel model server", version=savedmodel.__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.manager = manager
+    app.state.service = service
+    app.state.metrics = metrics
+
+    async def read_body(request: Request) -> bytes:
+        body = await request.body()
+        return decode_body(body, request.headers.get("content-encoding"), settings.max_body_bytes)
+
+    app.include_router(tfserving.build_router(service, read_body))
+    app.include_router(v2.build_router(service, read_body))
+
+    @app.get(settings.metrics_path, tags=["operations"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    # One handler for everything; the specific classes are listed so that Starlette handles them inside
+    # the middleware stack (metrics see their status), Exception is the last resort outside it.
+    for cls in (ServingError, InputError, SavedModelError, StarletteHTTPException, RequestValidationError,
+                Exception):
+        app.add_exception_handler(cls, error_response)
+
+    # Starlette wraps in reverse order: CORS is outermost, so even a 413 carries its headers.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.enable_cors:
+        app.add_middleware(CORSMiddleware)
+    return app
+
+
+def app_from_environment() -> Any:
+    """App factory for worker processes: settings come as JSON in $SAVEDMODEL_SERVE_SETTINGS."""
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = ServerSettings.model_validate_json(raw) if raw else ServerSettings()
+    return create_app(settings)

@@ -1,0 +1,197 @@
+"""``savedmodel serve``: flags (named as TF Serving names them) -> settings -> uvicorn.
+
+TF Serving's underscore spellings (``--model_name``, ``--rest_api_port``,
+``--enable_batching=true``) are accepted next to the dashed ones, so a
+``tensorflow_model_server`` command line works after renaming the program.
+Without model flags the embedded demo model is served and a curl example
+printed.
+
+This module imports neither FastAPI nor uvicorn until ``run``: the
+``savedmodel`` CLI imports it to build its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8501
+DEFAULT_TIMEOUT_MS = 30_000
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MODEL_NAME = "default"  # TF Serving's default --model_name
+
+logger = logging.getLogger("server")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag(group: Any, *names: str, help: str, default: bool = False) -> None:
+    """A boolean flag usable bare (``--x``) or TF Serving style (``--x=true``)."""
+    group.add_argument(*names, nargs="?", const=True, default=default, type=_bool, metavar="BOOL", help=help)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` flags to ``parser``."""
+    parser.description = (
+        "Serve model bundles over HTTP: the TensorFlow Serving REST API (/v1) and the KServe V2 / Open "
+        "Inference Protocol (/v2) on one port. Without model flags, serves the embedded demo model."
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--port", "--rest-api-port", "--rest_api_port", dest="port", type=int, default=DEFAULT_PORT,
+                     help=f"HTTP port for both APIs (default {DEFAULT_PORT}; 0 picks a free port)")
+    net.add_argument("--host", default=DEFAULT_HOST,
+                     help=f"address to bind (default {DEFAULT_HOST}; use 0.0.0.0 to accept remote clients, "
+                          "e.g. in a container)")
+    net.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    _flag(net, "--enable-cors", "--rest-api-enable-cors-support", "--rest_api_enable_cors_support",
+          help="add CORS headers to every response and answer OPTIONS preflights")
+    net.add_argument("--rest-api-timeout-in-ms", "--rest_api_timeout_in_ms", dest="timeout_ms", type=int,
+                     default=DEFAULT_TIMEOUT_MS,
+                     help=f"per-request inference timeout, then 504 (default {DEFAULT_TIMEOUT_MS})")
+    net.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                     help=f"largest request body accepted, then 413 (default {DEFAULT_MAX_BODY_BYTES})")
+    _flag(net, "--access-log", help="log every request (default true)", default=True)
+    net.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    models = parser.add_argument_group("models")
+    models.add_argument("--model-name", "--model_name", dest="model_name",
+                        help=f"name of the single model to serve (default {DEFAULT_MODEL_NAME!r} when "
+                             "--model-base-path is given)")
+    models.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
+                        help="directory holding the model's integer version directories")
+    models.add_argument("--model-config-file", "--model_config_file", dest="model_config_file",
+                        help="several models: a YAML, JSON or TF Serving text-proto ModelServerConfig file")
+    models.add_argument("--model-config-file-poll-wait-seconds", "--model_config_file_poll_wait_seconds",
+                        dest="model_config_file_poll_wait_seconds", type=float, default=0.0,
+                        help="re-read the config file this often (default 0: never)")
+    models.add_argument("--file-system-poll-wait-seconds", "--file_system_poll_wait_seconds",
+                        dest="file_system_poll_wait_seconds", type=float, default=1.0,
+                        help="look for new versions this often (default 1; 0: only at startup)")
+    _flag(models, "--enable-model-warmup", "--enable_model_warmup", default=True,
+          help="run each new version once on a zero batch before serving it (default true)")
+
+    batching = parser.add_argument_group("batching")
+    _flag(batching, "--enable-batching", "--enable_batching",
+          help="merge concurrent requests to the same model version and signature into one run")
+    batching.add_argument("--batching-parameters-file", "--batching_parameters_file", dest="batching_parameters_file",
+                          help="BatchingParameters (max_batch_size, batch_timeout_micros, max_enqueued_batches, "
+                               "num_batch_threads, allowed_batch_sizes) as YAML, JSON or text proto")
+    batching.add_argument("--num-inference-threads", type=int, default=None,
+                          help="inference threads without batching (default: the number of CPUs)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """ServerSettings from parsed flags; ValueError says which flags do not fit together."""
+    from pathlib import Path
+
+    from server.config import load_batching_parameters_file
+    from server.settings import ModelConfig, ServerSettings
+
+    if args.model_config_file and (args.model_name or args.model_base_path):
+        raise ValueError("give either --model-config-file or --model-name/--model-base-path, not both")
+    if args.model_name and not args.model_base_path:
+        raise ValueError("--model-name needs --model-base-path")
+    if args.batching_parameters_file and not args.enable_batching:
+        raise ValueError("--batching-parameters-file needs --enable-batching")
+    fields: dict[str, Any] = {
+        "host": args.host, "port": args.port, "workers": args.workers, "enable_cors": args.enable_cors,
+        "request_timeout_ms": args.timeout_ms, "max_body_bytes": args.max_body_bytes,
+        "access_log": args.access_log, "log_level": args.log_level,
+        "file_system_poll_wait_seconds": args.file_system_poll_wait_seconds,
+        "model_config_file_poll_wait_seconds": args.model_config_file_poll_wait_seconds,
+        "enable_model_warmup": args.enable_model_warmup, "enable_batching": args.enable_batching,
+    }
+    if args.num_inference_threads:
+        fields["num_inference_threads"] = args.num_inference_threads
+    if args.batching_parameters_file:
+        fields["batching"] = load_batching_parameters_file(args.batching_parameters_file)
+    if args.model_base_path:
+        base = Path(args.model_base_path)
+        if not base.is_dir():
+            raise ValueError(f"--model-base-path {base} is not a directory")
+        fields["models"] = [ModelConfig(name=args.model_name or DEFAULT_MODEL_NAME, base_path=base.resolve())]
+    elif args.model_config_file:
+        fields["model_config_file"] = Path(args.model_config_file).resolve()
+        from server.config import load_model_config_file
+
+        load_model_config_file(fields["model_config_file"])  # fail now, with the file's problem, not at startup
+    return ServerSettings(**fields)
+
+
+def demo_examples(host: str, port: int) -> str:
+    """Curl commands for the demo model, with a real held-out digit."""
+    from savedmodel import demo
+
+    try:
+        images, labels = demo.test_data()
+        image, label = images[0], int(labels[0])
+    except OSError:
+        import numpy as np
+
+        image, label = np.zeros((8, 8, 1), dtype=np.uint8), None
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}"
+    row = json.dumps({"instances": [image.tolist()]}, separators=(",", ":"))
+    flat = json.dumps({"signature_name": "classification", "examples": [{"image": image.ravel().tolist()}]},
+                      separators=(",", ":"))
+    what = f"an image of the digit {label}" if label is not None else "a blank image"
+    return (
+        f"Serving the demo model {demo.NAME!r} (8x8 handwritten digits) at {url}\n"
+        f"Predict {what}:\n"
+        f"  curl -d '{row}' {url}/v1/models/{demo.NAME}:predict\n"
+        f"Classify it with labels:\n"
+        f"  curl -d '{flat}' {url}/v1/models/{demo.NAME}:classify\n"
+        f"Status: curl {url}/v1/models/{demo.NAME}    API docs: {url}/docs\n"
+    )
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config, with the server's own logger on the same handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = json.loads(json.dumps(LOGGING_CONFIG))
+    config["loggers"]["server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted; returns the process exit status."""
+    from server.config import ConfigError
+
+    try:
+        settings = settings_from_args(args)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from server.app import SETTINGS_ENV, create_app
+
+    if not settings.models and settings.model_config_file is None:
+        print(demo_examples(settings.host, settings.port), flush=True)
+    common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+              "access_log": settings.access_log, "log_config": log_config(settings.log_level)}
+    if settings.workers > 1:
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("server.app:app_from_environment", factory=True, workers=settings.workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,99 @@
+"""Operations: metrics, CORS, body limit, request timeout, OpenAPI docs, access log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import savedmodel
+from tests.server.helpers import ServerProcess, slow_graph
+
+LIMIT = 100_000
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """CORS on, a 100 kB body limit and a 1 ms inference timeout, serving a slow model."""
+    root = tmp_path_factory.mktemp("limited")
+    savedmodel.save(slow_graph(), root / "slow")
+    args = ["--model-name", "slow", "--model-base-path", str(root / "slow"), "--enable-cors",
+            "--max-body-bytes", str(LIMIT), "--rest-api-timeout-in-ms", "1"]
+    with ServerProcess(args, root, "limited") as server:
+        yield server
+
+
+def test_metrics_count_requests_by_model_and_status(client: httpx.Client) -> None:
+    client.post("/v1/models/dense:predict", json={"instances": [[1, 2, 3]]})
+    client.post("/v1/models/dense:predict", json={"instances": [[1, 2]]})
+    client.post("/v2/models/dense/infer", json={"inputs": []})
+    r = client.get("/monitoring/prometheus/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    key = ("serving_requests_total", (("api", "predict"), ("code", "200"), ("model", "dense"),
+                                      ("protocol", "tfserving")))
+    assert samples[key] >= 1
+    assert samples[("serving_requests_total", (("api", "predict"), ("code", "400"), ("model", "dense"),
+                                               ("protocol", "tfserving")))] >= 1
+    assert samples[("serving_requests_total", (("api", "infer"), ("code", "400"), ("model", "dense"),
+                                               ("protocol", "v2")))] >= 1
+    assert samples[("serving_request_latency_seconds_count", (("api", "predict"), ("model", "dense"),
+                                                              ("protocol", "tfserving")))] >= 1
+    assert samples[("serving_model_versions", (("model", "dense"), ("state", "AVAILABLE")))] == 2
+    assert samples[("serving_model_versions", (("model", "dense"), ("state", "END")))] == 0
+
+
+def test_openapi_docs_list_both_protocols(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/models/{name}:{method}", "/v1/models/{name}/versions/{version}:{method}",
+                 "/v1/models/{name}/metadata", "/v2/models/{name}/infer", "/v2/health/ready",
+                 "/monitoring/prometheus/metrics"):
+        assert path in paths, path
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_access_log(client: httpx.Client, server: ServerProcess) -> None:
+    client.get("/v1/models/dense/versions/2")
+    assert '"GET /v1/models/dense/versions/2 HTTP/1.1" 200' in server.log()
+
+
+def test_cors_headers_and_preflight(limited: ServerProcess) -> None:
+    r = httpx.get(limited.url + "/v1/models/slow")
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["access-control-allow-methods"] == "POST, GET"
+    assert r.headers["access-control-allow-headers"] == "Content-Type"
+    r = httpx.options(limited.url + "/v1/models/slow:predict", headers={"Origin": "https://example.org"})
+    assert r.status_code == 200 and r.content == b"" and r.headers["access-control-allow-origin"] == "*"
+    r = httpx.options(limited.url + "/v1/models/slow:predict")
+    assert r.status_code == 400 and r.json() == {"error": "Origin header is missing in CORS preflight"}
+
+
+def test_oversize_body_is_413(limited: ServerProcess) -> None:
+    body = json.dumps({"instances": [[0.5] * 1024] * 40}).encode()
+    r = httpx.post(limited.url + "/v1/models/slow:predict", content=body)
+    assert r.status_code == 413
+    assert r.json() == {"error": f"Request body of {len(body)} bytes is larger than the limit of {LIMIT} bytes"}
+    assert r.headers["access-control-allow-origin"] == "*"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while streaming
+        for _ in range(30):
+            yield b" " * 5000
+
+    r = httpx.post(limited.url + "/v2/models/slow/infer", content=chunks())
+    assert r.status_code == 413
+    assert r.json() == {"error": f"Request body is larger than the limit of {LIMIT} bytes"}
+
+
+def test_slow_inference_times_out_with_504_and_the_server_carries_on(limited: ServerProcess) -> None:
+    body = json.dumps({"inputs": [[0] * 1024] * 32}, separators=(",", ":")).encode()
+    r = httpx.post(limited.url + "/v1/models/slow:predict", content=body, timeout=60)
+    assert r.status_code == 504 and r.json() == {"error": "Request timed out after 1 ms"}
+    assert httpx.get(limited.url + "/v2/health/ready").status_code == 200
