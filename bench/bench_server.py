@@ -225,9 +225,10 @@ async def _load(port: int, request: bytes, clients: int, duration: float, warmup
 
 def run_load(port: int, request: bytes, clients: int, duration: float, warmup: float = 0.5) -> dict[str, float]:
     """A closed-loop load in a child process, so the generator does not share our interpreter's GIL."""
-    code = ("import asyncio, json, sys; sys.path.insert(0, %r); import bench_server as b; "
-            "print(json.dumps(asyncio.run(b._load(%d, bytes.fromhex(%r), %d, %f, %f))))"
-            % (str(Path(__file__).parent), port, request.hex(), clients, duration, warmup))
+    here = str(Path(__file__).parent)
+    code = (f"import asyncio, json, sys; sys.path.insert(0, {here!r}); import bench_server as b; "
+            f"print(json.dumps(asyncio.run(b._load({port}, bytes.fromhex({request.hex()!r}), {clients}, "
+            f"{duration}, {warmup}))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=duration * 10 + 60)
     if out.returncode:
         raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "load generator failed")
@@ -279,11 +280,12 @@ def start_ours(models: list[Model], batching: bool, work: Path) -> tuple[subproc
     config = work / "models.json"
     config.write_text(json.dumps({"model_config_list": [{"name": m.name, "base_path": str(m.base)} for m in models]}))
     port = free_port()
-    cmd = [sys.executable, "-m", "server", "--port", str(port), "--model-config-file", str(config),
-           "--access-log=false", "--log-level", "warning"]
+    # Default settings, access log included (MLServer logs every request too).
+    cmd = [sys.executable, "-m", "server", "--port", str(port), "--model-config-file", str(config)]
     if batching:
         cmd.append("--enable-batching")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(work / "ours.log", "wb"))  # noqa: SIM115
+    log = open(work / "ours.log", "wb")  # noqa: SIM115 - the server writes it until it stops
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     wait_ready(port, proc)
     return proc, port
 
@@ -305,7 +307,8 @@ def start_mlserver(python: str, models: list[Model], batching: bool, work: Path)
             settings.update({"max_batch_size": 64, "max_batch_time": 0.001})
         (folder / "model-settings.json").write_text(json.dumps(settings))
     env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{ROOT}"}
-    proc = subprocess.Popen([python, "-m", "mlserver.cli.main", "start", str(repo)], cwd=repo, env=env,
+    mlserver = str(Path(python).parent / "mlserver")
+    proc = subprocess.Popen([mlserver, "start", str(repo)], cwd=repo, env=env,
                             stdout=open(work / f"{repo.name}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
         wait_ready(port, proc)

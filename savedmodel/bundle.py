@@ -252,9 +252,11 @@ def _write_file(
     assets: dict[str, tuple[str, str, np.ndarray]],
 ) -> None:
     for name, value in attrs.items():
-        f.attrs[name] = value
+        data = _fixed_string(value)
+        f.attrs.create(name, data=data, dtype=data.dtype)
     for name, text in texts.items():
-        f.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
+        data = _fixed_string(text)
+        f.create_dataset(name, data=data, dtype=data.dtype)
     group = f.create_group(fmt.WEIGHTS)
     for key, (dtype, array) in weights.items():
         ds = _write_tensor(group, escape_name(key), dtype, array)
@@ -262,8 +264,15 @@ def _write_file(
     group = f.create_group(fmt.ASSETS)
     for name, (kind, dtype, array) in assets.items():
         ds = _write_tensor(group, escape_name(name), dtype, array, utf8=kind == fmt.ASSET_TEXT)
-        ds.attrs[fmt.ATTR_ASSET_KIND] = kind
+        data = _fixed_string(kind)
+        ds.attrs.create(fmt.ATTR_ASSET_KIND, data=data, dtype=data.dtype)
         ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum(dtype, array).hex())
+
+
+def _fixed_string(text: str) -> np.ndarray:
+    """A scalar fixed-length UTF-8 string: read without HDF5's global heap (see FORMAT.md, 2.1)."""
+    data = text.encode("utf-8")
+    return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
 
 
 def _json_text(path: Path, what: str, value: Any) -> str:
@@ -461,17 +470,20 @@ class _Reader:
         return attrs  # type: ignore[return-value]
 
     def str_attr(self, oid: h5py.h5o.ObjectID, name: str, where: str) -> str | None:
-        """A scalar string attribute (fixed or variable length), or None if absent."""
+        """A scalar fixed-length string attribute, or None if absent."""
         key = name.encode()
         if not h5a.exists(oid, key):
             return None
         attr = h5a.open(oid, key)
-        if attr.shape != () or attr.get_type().get_class() != h5t.STRING:
-            raise self.fail(f"attribute {name!r} of {where} is not a scalar string; expected one")
-        buf = np.empty((), dtype=attr.dtype)
-        attr.read(buf)
-        value = buf[()]
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        atype = attr.get_type()
+        if attr.shape != () or atype.get_class() != h5t.STRING or atype.is_variable_str():
+            raise self.fail(f"attribute {name!r} of {where} is not a scalar fixed-length string; expected one")
+        buf = np.empty((), dtype=f"S{atype.get_size()}")
+        attr.read(buf, mtype=atype)
+        try:
+            return bytes(buf[()]).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise self.fail(f"attribute {name!r} of {where} is not valid UTF-8 ({e})") from e
 
     def checksum_attr(self, dsid: h5d.DatasetID, what: str) -> bytes:
         """The stored checksum: a fixed-length 64-character ASCII hex string."""
@@ -513,13 +525,20 @@ class _Reader:
             members.add(top)
             if (top in known and not rest) or (top in (fmt.WEIGHTS, fmt.ASSETS) and "/" not in rest):
                 continue  # read and checked below
-            oid = h5o.open(self.f.id, raw)
+            oid = self.open(self.f.id, raw)
             if isinstance(oid, h5d.DatasetID):
                 self.check_dataset(oid, f"dataset /{raw.decode('utf-8', 'replace')}")
         return members
 
+    def open(self, group: h5py.h5g.GroupID, name: bytes) -> h5py.h5o.ObjectID:
+        try:
+            return h5o.open(group, name)
+        except KeyError as e:  # h5py reports an unreadable object header as KeyError
+            raise self.fail(f"truncated or corrupt HDF5 file: cannot open {name.decode('utf-8', 'replace')!r} "
+                            f"({e}); expected a complete bundle, copy or export it again") from e
+
     def dataset(self, group: h5py.h5g.GroupID, name: str, what: str) -> h5d.DatasetID:
-        oid = h5o.open(group, name.encode("utf-8"))
+        oid = self.open(group, name.encode("utf-8"))
         if not isinstance(oid, h5d.DatasetID):
             raise self.fail(f"{what} is not a dataset; expected one")
         return oid
@@ -548,12 +567,15 @@ class _Reader:
 
     # -- datasets -----------------------------------------------------------------------
     def text(self, name: str) -> bytes:
+        """The bytes of a scalar fixed-length string dataset."""
         dsid = self.dataset(self.f.id, name, f"/{name}")
-        dtype, value = self.tensor(dsid, f"/{name}")
-        if dtype != "string" or value.shape != ():
-            raise self.fail(f"/{name} is a {dtype} dataset of shape {list(value.shape)}; expected a scalar UTF-8 "
-                            "string (JSON)")
-        return value[()]
+        shape, dtype = self.check_dataset(dsid, f"/{name}")
+        if shape != () or dtype.kind != "S":
+            raise self.fail(f"/{name} is a {dtype} dataset of shape {list(shape)}; expected a scalar fixed-length "
+                            "UTF-8 string (JSON)")
+        buf = np.empty((), dtype=f"S{dtype.itemsize}")
+        dsid.read(h5s.ALL, h5s.ALL, buf, dsid.get_type())
+        return bytes(buf[()])
 
     def json(self, name: str, raw: bytes) -> dict[str, Any]:
         try:
@@ -602,7 +624,7 @@ class _Reader:
         return actual
 
     def group(self, name: str) -> tuple[h5py.h5g.GroupID, list[str]]:
-        gid = h5o.open(self.f.id, name.encode())
+        gid = self.open(self.f.id, name.encode())
         if not isinstance(gid, h5py.h5g.GroupID):
             raise self.fail(f"/{name} is not a group; expected a group of datasets")
         return gid, [n.decode("utf-8", "replace") for n in gid]

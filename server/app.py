@@ -30,6 +30,7 @@ from server import tfserving, v2
 from server.batching import Batcher, DirectRunner
 from server.config import load_model_config_file
 from server.errors import ServingError, error_response
+from server.fastpath import HotRoutes
 from server.manager import ModelManager
 from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from server.middleware import BodyLimitMiddleware, CORSMiddleware, decode_body
@@ -74,19 +75,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the demo model on the default port)."""
     settings = settings or ServerSettings()
     configs, loader = model_source(settings)
-    manager_box: list[ModelManager] = []
-
-    def states() -> dict[str, list[str]]:
-        manager = manager_box[0]
-        out = {}
-        for name in manager.names():
-            try:
-                out[name] = [s.state for s in manager.status(name)]
-            except Exception:
-                out[name] = []
-        return out
-
-    metrics = Metrics(states)
     manager = ModelManager(
         configs,
         poll_wait_seconds=settings.file_system_poll_wait_seconds,
@@ -94,7 +82,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         config_loader=loader,
         config_poll_wait_seconds=settings.model_config_file_poll_wait_seconds,
     )
-    manager_box.append(manager)
+    metrics = Metrics(lambda: {name: [s.state for s in manager.status(name, missing_ok=True)]
+                               for name in manager.names()})
     threads = settings.batching.num_batch_threads if settings.enable_batching else settings.num_inference_threads
     executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
     batcher = Batcher(settings.batching, executor, metrics) if settings.enable_batching else None
@@ -120,8 +109,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         body = await request.body()
         return decode_body(body, request.headers.get("content-encoding"), settings.max_body_bytes)
 
-    app.include_router(tfserving.build_router(service, read_body))
-    app.include_router(v2.build_router(service, read_body))
+    tfs_router, tfs_infer = tfserving.build_router(service, read_body)
+    v2_router, v2_infer = v2.build_router(service, read_body)
+    app.include_router(tfs_router)
+    app.include_router(v2_router)
 
     @app.get(settings.metrics_path, tags=["operations"], summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
@@ -133,7 +124,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 Exception):
         app.add_exception_handler(cls, error_response)
 
-    # Starlette wraps in reverse order: CORS is outermost, so even a 413 carries its headers.
+    # Starlette wraps in reverse order: CORS is outermost, so even a 413 carries its headers;
+    # the inference routes are dispatched innermost, inside the body limit and the metrics.
+    app.add_middleware(HotRoutes, routes=[tfs_infer, v2_infer])
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.enable_cors:

@@ -48,9 +48,11 @@ class DirectRunner:
     def __init__(self, executor: Executor) -> None:
         self._executor = executor
 
-    async def run(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray], rows: int) -> Outputs:
+    def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
+               rows: int) -> asyncio.Future[Outputs]:
+        """Start ``fn(**inputs)`` in the pool; the future has its outputs."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, **inputs))
+        return loop.run_in_executor(self._executor, functools.partial(fn, **inputs))
 
 
 @dataclass
@@ -83,8 +85,13 @@ class Batcher:
         self._background: set[asyncio.Task[Any]] = set()
         self._limit = params.max_enqueued_batches * params.max_batch_size
 
-    async def run(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray], rows: int) -> Outputs:
-        """Queue one validated request (``rows`` rows in every input) and wait for its own outputs."""
+    def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
+               rows: int) -> asyncio.Future[Outputs]:
+        """Queue one validated request (``rows`` rows in every input); the future has its own outputs.
+
+        Raises QueueFull at once when the queue is full. Cancelling the
+        future withdraws the request if its batch has not started.
+        """
         shapes = tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in inputs.items())
         qkey = (key, shapes)
         queue = self._queues.get(qkey)
@@ -99,7 +106,7 @@ class Batcher:
         if not queue.draining:
             queue.draining = True
             self._spawn(self._drain(qkey, queue))
-        return await future
+        return future
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -156,7 +156,6 @@ class ModelManager:
     ``poll_wait_seconds`` <= 0 scans the base paths once, at ``start``.
     ``config_loader`` (with ``config_poll_wait_seconds`` > 0) re-reads the
     model list periodically: new models are added, removed ones unloaded.
-    ``on_change(name, version, state)`` is called on every state change.
     """
 
     def __init__(
@@ -167,13 +166,11 @@ class ModelManager:
         warmup: bool = True,
         config_loader: Callable[[], Sequence[ModelConfig]] | None = None,
         config_poll_wait_seconds: float = 0.0,
-        on_change: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.poll_wait_seconds = poll_wait_seconds
         self.warmup = warmup
         self._config_loader = config_loader
         self._config_poll = config_poll_wait_seconds
-        self._on_change = on_change
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()  # one poll at a time (thread vs. explicit calls)
         self._models: dict[str, _Model] = {c.name: _Model(c) for c in configs}
@@ -310,11 +307,7 @@ class ModelManager:
 
     def _set_state(self, record: ServableVersion, state: str) -> None:
         record.state = state
-        if self._on_change is not None:
-            try:
-                self._on_change(record.name, record.version, state)
-            except Exception:
-                logger.exception("state-change callback failed")
+        logger.debug("model %s version %d: %s", record.name, record.version, state)
 
     # -- config reload ---------------------------------------------------------------------
 
@@ -394,19 +387,19 @@ class ModelManager:
             entry = self._models.get(name)
             return entry.config if entry else None
 
-    def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
+    def status(self, name: str, version: int | None = None, missing_ok: bool = False) -> list[VersionStatus]:
         """Every version the manager knows of ``name`` (newest first), or just ``version``.
 
-        Raises NotFound with TF Serving's messages.
+        Raises NotFound with TF Serving's messages, or returns [] if ``missing_ok``.
         """
         with self._lock:
             entry = self._models.get(name)
             records = sorted(entry.versions.values(), key=lambda r: -r.version) if entry else []
             if version is not None:
                 records = [r for r in records if r.version == version]
-                if not records:
+                if not records and not missing_ok:
                     raise NotFound(f"Could not find version {version} of model {name}")
-            if not records:
+            if not records and not missing_ok:
                 raise NotFound(f"Could not find any versions of model {name}")
             return [VersionStatus(r.version, r.state, r.error_code, r.error_message) for r in records]
 

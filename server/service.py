@@ -32,7 +32,8 @@ Inputs = dict[str, np.ndarray]
 
 
 class Runner(Protocol):
-    async def run(self, model: str, key: object, fn: Callable[..., Inputs], inputs: Inputs, rows: int) -> Inputs: ...
+    def submit(self, model: str, key: object, fn: Callable[..., Inputs], inputs: Inputs,
+               rows: int) -> asyncio.Future[Inputs]: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class InferenceService:
             runner = self.batcher if self.batcher is not None and rows is not None and batchable(fn) else self.runner
             try:
                 outputs = await asyncio.wait_for(
-                    runner.run(lease.name, key, fn, feeds, rows or 0), self.timeout_ms / 1000
+                    runner.submit(lease.name, key, fn, feeds, rows or 0), self.timeout_ms / 1000
                 )
             except asyncio.TimeoutError as e:
                 raise DeadlineExceeded(f"Request timed out after {self.timeout_ms} ms") from e

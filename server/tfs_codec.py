@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import numpy as np
+import orjson
 
 import runtime
 from server.errors import FailedPrecondition, InvalidArgument
@@ -265,7 +266,7 @@ def regress_response(outputs: Inputs) -> bytes:
 # -- status and metadata -------------------------------------------------------------------------
 
 def status_response(statuses: list[Any]) -> bytes:
-    return dumps({"model_version_status": [
+    return orjson.dumps({"model_version_status": [
         {"version": str(s.version), "state": s.state,
          "status": {"error_code": s.error_code, "error_message": s.error_message}}
         for s in statuses
@@ -299,7 +300,7 @@ def signature_def(fn: runtime.SignatureFunction) -> dict[str, Any]:
 
 
 def metadata_response(name: str, version: int, model: runtime.Model) -> bytes:
-    return dumps({
+    return orjson.dumps({
         "model_spec": {"name": name, "signature_name": "", "version": str(version)},
         "metadata": {"signature_def": {"signature_def": {
             sig: signature_def(fn) for sig, fn in model.signatures.items()

@@ -13,6 +13,7 @@ is a 400 "Malformed request", as TF Serving answers.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +21,7 @@ from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from server.errors import InvalidArgument
+from server.fastpath import HotRoute
 from server.jsonfmt import loads
 from server.metrics import SCOPE_KEY
 from server.service import DEFAULT_SIGNATURE, InferenceService, ModelRef
@@ -72,8 +74,17 @@ def _version(text: str | None) -> int | None:
         raise InvalidArgument(f"Failed to convert version: {text} to numeric.") from None
 
 
-def build_router(service: InferenceService, read_body: Any) -> APIRouter:
-    """The ``/v1`` routes over ``service``; ``read_body(request)`` returns the (decoded, limited) body."""
+# The inference routes as one pattern (TF Serving's kPredictionApiGegex, with named groups).
+INFER_PATTERN = re.compile(
+    r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?:(?P<method>[^/]+)"
+)
+
+
+def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, HotRoute]:
+    """The ``/v1`` routes over ``service``, and the inference endpoint with its pattern for fast dispatch.
+
+    ``read_body(request)`` returns the (decoded, limited) body.
+    """
     router = APIRouter(tags=["TF Serving REST API"])
 
     def status(request: Request, name: str, version: str | None = None) -> Response:
@@ -111,6 +122,22 @@ def build_router(service: InferenceService, read_body: Any) -> APIRouter:
         labels = bundle.assets.get(labels_asset) if bundle is not None and labels_asset else None
         return _json(classify_response(result.outputs, list(labels) if labels is not None else None))
 
+    # Inference routes first: routes are matched in order, and these are the hot ones.
+    @router.post("/v1/models/{name:segment}:{method}", summary="predict / classify / regress (latest version)",
+                 openapi_extra=_OPENAPI_BODY)
+    async def post_infer(request: Request, name: str, method: str) -> Response:
+        return await infer(request, name, method)
+
+    @router.post("/v1/models/{name:segment}/versions/{version:segment}:{method}",
+                 summary="predict / classify / regress on a version", openapi_extra=_OPENAPI_BODY)
+    async def post_version_infer(request: Request, name: str, version: str, method: str) -> Response:
+        return await infer(request, name, method, version=version)
+
+    @router.post("/v1/models/{name:segment}/labels/{label:segment}:{method}",
+                 summary="predict / classify / regress on a labelled version", openapi_extra=_OPENAPI_BODY)
+    async def post_label_infer(request: Request, name: str, label: str, method: str) -> Response:
+        return await infer(request, name, method, label=label)
+
     @router.get("/v1/models", include_in_schema=False)
     async def missing_name(request: Request) -> Response:
         raise InvalidArgument("Missing model name in request.")
@@ -139,24 +166,9 @@ def build_router(service: InferenceService, read_body: Any) -> APIRouter:
     async def get_label_metadata(request: Request, name: str, label: str) -> Response:
         return metadata(request, name, label=label)
 
-    @router.post("/v1/models/{name:segment}:{method}", summary="predict / classify / regress (latest version)",
-                 openapi_extra=_OPENAPI_BODY)
-    async def post_infer(request: Request, name: str, method: str) -> Response:
-        return await infer(request, name, method)
-
-    @router.post("/v1/models/{name:segment}/versions/{version:segment}:{method}",
-                 summary="predict / classify / regress on a version", openapi_extra=_OPENAPI_BODY)
-    async def post_version_infer(request: Request, name: str, version: str, method: str) -> Response:
-        return await infer(request, name, method, version=version)
-
-    @router.post("/v1/models/{name:segment}/labels/{label:segment}:{method}",
-                 summary="predict / classify / regress on a labelled version", openapi_extra=_OPENAPI_BODY)
-    async def post_label_infer(request: Request, name: str, label: str, method: str) -> Response:
-        return await infer(request, name, method, label=label)
-
     @router.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"],
                       include_in_schema=False)
     async def malformed(request: Request, rest: str) -> Response:
         raise InvalidArgument(f"Malformed request: {request.method} {request.url.path}")
 
-    return router
+    return router, (INFER_PATTERN, infer)

@@ -15,14 +15,16 @@ and Triton and MLServer do.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 import savedmodel
 from server.errors import InvalidArgument, NotFound
-from server.jsonfmt import dumps
+from server.fastpath import HotRoute
 from server.manager import describe_request
 from server.metrics import SCOPE_KEY
 from server.service import DEFAULT_SIGNATURE, InferenceService, ModelRef
@@ -38,7 +40,7 @@ _INFER_EXAMPLE = {"requestBody": {"required": True, "content": {"application/jso
 
 
 def _json(doc: Any, status: int = 200) -> Response:
-    return Response(dumps(doc), status_code=status, media_type="application/json")
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
 
 def _ref(name: str, version: str | None) -> ModelRef:
@@ -58,8 +60,14 @@ def _labels(result: Any) -> list[str] | None:
     return [str(label) for label in labels] if labels is not None else None
 
 
-def build_router(service: InferenceService, read_body: Any) -> APIRouter:
-    """The ``/v2`` routes over ``service``; ``read_body(request)`` returns the (decoded, limited) body."""
+INFER_PATTERN = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
+
+
+def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, HotRoute]:
+    """The ``/v2`` routes over ``service``, and the inference endpoint with its pattern for fast dispatch.
+
+    ``read_body(request)`` returns the (decoded, limited) body.
+    """
     router = APIRouter(tags=["KServe V2 / Open Inference Protocol"])
     manager = service.manager
 
@@ -99,7 +107,7 @@ def build_router(service: InferenceService, read_body: Any) -> APIRouter:
         except NotFound:
             return _json({"name": name, "ready": False}, 400)
 
-    async def infer(request: Request, name: str, version: str | None) -> Response:
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
         request.scope[SCOPE_KEY] = (name, PROTOCOL, "infer")
         ref = _ref(name, version)
         body = await read_body(request)
@@ -117,6 +125,15 @@ def build_router(service: InferenceService, read_body: Any) -> APIRouter:
         media = "application/octet-stream" if headers else "application/json"
         return Response(payload, media_type=media, headers=headers)
 
+    @router.post("/v2/models/{name}/infer", summary="Inference (latest version)", openapi_extra=_INFER_EXAMPLE)
+    async def post_infer(request: Request, name: str) -> Response:
+        return await infer(request, name, None)
+
+    @router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a version",
+                 openapi_extra=_INFER_EXAMPLE)
+    async def post_version_infer(request: Request, name: str, version: str) -> Response:
+        return await infer(request, name, version)
+
     @router.get("/v2/models/{name}", summary="Model metadata (latest version)")
     async def get_metadata(request: Request, name: str) -> Response:
         return metadata(request, name, None)
@@ -133,13 +150,4 @@ def build_router(service: InferenceService, read_body: Any) -> APIRouter:
     async def get_version_ready(request: Request, name: str, version: str) -> Response:
         return model_ready(request, name, version)
 
-    @router.post("/v2/models/{name}/infer", summary="Inference (latest version)", openapi_extra=_INFER_EXAMPLE)
-    async def post_infer(request: Request, name: str) -> Response:
-        return await infer(request, name, None)
-
-    @router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a version",
-                 openapi_extra=_INFER_EXAMPLE)
-    async def post_version_infer(request: Request, name: str, version: str) -> Response:
-        return await infer(request, name, version)
-
-    return router
+    return router, (INFER_PATTERN, infer)

@@ -1,20 +1,19 @@
-"""Window arithmetic shared by the convolution and pooling kernels.
+"""Window arithmetic shared by the convolution and pooling kernels (NHWC).
 
-Two ways to walk a sliding window over NHWC data, one kernel tap at a time
-(a loop over kh*kw, never over batch items or pixels):
-
-- ``taps`` gives, per tap, the output positions whose input sample lies in
-  the unpadded input and the strided input slice they read; padding is never
-  materialised.
-- ``to_phases`` rearranges the input once (space-to-depth by the stride, with
-  the padding written in) so that every tap reads ONE contiguous run per
-  image: numpy then copies or multiplies long runs instead of C-sized chunks.
-  The price is ``reach`` extra output columns per row, computed and cropped.
+- ``out_and_pad``/``geometry``: output sizes and TF's padding.
+- ``tap_range``: which outputs a window tap reaches inside the unpadded input.
+- ``windows``: a strided (N, Ho, Wo, kh, kw, C) view of every window, for
+  im2col with one contiguous copy.
+- ``Phases``: the input rearranged once (space-to-depth by the stride,
+  padding written in) so that every tap reads ONE contiguous run per image;
+  numpy then works on long runs instead of C-sized chunks, at the price of
+  a few scratch output columns per row, computed and cropped.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 
 def out_and_pad(n: int, k: int, s: int, d: int, padding: str) -> tuple[int, int]:
@@ -52,50 +51,63 @@ def tap_range(n_in: int, n_out: int, s: int, offset: int) -> tuple[int, int, sli
     return lo, hi, slice(start, start + (hi - lo - 1) * s + 1, s)
 
 
-def taps(in_hw, out_hw, kernel, strides, dilation, pad):
-    """Yield ``(i, j, out_rows, out_cols, in_rows, in_cols)`` for every tap of a
-    2-D window; ``out_*`` are ``(lo, hi)`` ranges, ``in_*`` slices."""
-    for i in range(kernel[0]):
-        r0, r1, rs = tap_range(in_hw[0], out_hw[0], strides[0], i * dilation[0] - pad[0])
-        for j in range(kernel[1]):
-            c0, c1, cs = tap_range(in_hw[1], out_hw[1], strides[1], j * dilation[1] - pad[1])
-            yield i, j, (r0, r1), (c0, c1), rs, cs
-
-
-def is_full(rows: tuple[int, int], cols: tuple[int, int], out_hw: tuple[int, int]) -> bool:
-    return rows == (0, out_hw[0]) and cols == (0, out_hw[1])
+def windows(x, ksize, strides, dilation, pad, out_hw) -> np.ndarray:
+    """Read-only (N, Ho, Wo, kh, kw, C) view of every window of NHWC x, zero padding included."""
+    n, h, w, c = x.shape
+    need = [(o - 1) * s + (k - 1) * d + 1 for o, k, s, d in zip(out_hw, ksize, strides, dilation, strict=True)]
+    if any(pad) or need[0] > h or need[1] > w:
+        xp = np.zeros((n, need[0], need[1], c), x.dtype)
+        rows, cols = min(h, need[0] - pad[0]), min(w, need[1] - pad[1])
+        xp[:, pad[0]:pad[0] + rows, pad[1]:pad[1] + cols] = x[:, :rows, :cols]
+        x = xp
+    sn, sh, sw, sc = x.strides
+    return as_strided(x, (n, *out_hw, *ksize, c),
+                      (sn, sh * strides[0], sw * strides[1], sh * dilation[0], sw * dilation[1], sc), writeable=False)
 
 
 class Phases:
-    """x (..., H, W, C) rearranged so that each tap reads one contiguous run.
+    """NHWC x rearranged so that each kernel tap reads long contiguous runs.
 
-    ``buf`` has shape (..., sh, sw, run, C): phase image (pi, pj) holds input
-    rows pi, pi + sh, ... and columns pj, pj + sw, ... (padding included), as
-    ``rows x width`` pixels flattened, plus slack so that shifted runs stay in
-    bounds. ``tap(i, j)`` is the (..., out_h * width, C) run of tap (i, j):
-    output (r, w) of the window sits at run position r * width + w, for
-    w < out_w; positions w >= out_w are scratch.
+    Phase (pi, pj) of the stride holds input rows pi, pi + sh, ... and columns
+    pj, pj + sw, ... (padding written in) as an image of ``rows x width``
+    pixels; a tap then reads, for every image, ONE run of ``size = out_h *
+    width`` pixels starting at a fixed offset. Output pixel (r, w) is at run
+    position r * width + w for w < out_w; positions with w >= out_w are
+    scratch, to be cropped. The batch is folded into the run, stored as
+    (phase, N * rows * width + slack, C), with slack at the end so that
+    shifted runs stay in bounds; a tap is (N, size, C).
     """
 
-    def __init__(self, x, kernel, strides, dilation, pad, out_hw, fill: float = 0.0):
-        *lead, h, w, c = x.shape
+    def __init__(self, x, kernel, strides, dilation, pad, out_hw):
+        n, h, w, c = x.shape
         (sh, sw), (dh, dw) = strides, dilation
         self.reach = (kernel[1] - 1) * dw // sw
-        rows = out_hw[0] + (kernel[0] - 1) * dh // sh
+        self.rows = out_hw[0] + (kernel[0] - 1) * dh // sh
         self.width = out_hw[1] + self.reach
         self.size = out_hw[0] * self.width
-        self.strides, self.dilation = (sh, sw), (dh, dw)
-        shape = (*lead, sh, sw, rows * self.width + self.reach, c)
-        self.buf = np.zeros(shape, x.dtype) if fill == 0 else np.full(shape, fill, x.dtype)
-        for pi in range(sh):
-            r0, r1, rs = tap_range(h, rows, sh, pi - pad[0])
-            for pj in range(sw):
-                c0, c1, cs = tap_range(w, self.width, sw, pj - pad[1])
-                image = self.buf[..., pi, pj, :rows * self.width, :].reshape(*lead, rows, self.width, c)
-                image[..., r0:r1, c0:c1, :] = x[..., rs, cs, :]
+        self.n, self.strides, self.dilation = n, (sh, sw), (dh, dw)
+        run = n * self.rows * self.width
+        slack = (self.rows - out_hw[0]) * self.width + self.reach  # the largest tap offset
+        shape = (sh * sw, run + slack, c)
+        spans = [[tap_range(size, out, s, p - before) for p in range(s)]
+                 for size, out, s, before in ((h, self.rows, sh, pad[0]), (w, self.width, sw, pad[1]))]
+        covered = all(r[:2] == (0, self.rows) for r in spans[0]) and all(q[:2] == (0, self.width) for q in spans[1])
+        if covered:  # no padding to write: only the slack needs zeros
+            self.buf = np.empty(shape, x.dtype)
+            self.buf[:, run:] = 0
+        else:
+            self.buf = np.zeros(shape, x.dtype)
+        for pi, (r0, r1, rs) in enumerate(spans[0]):
+            for pj, (c0, c1, cs) in enumerate(spans[1]):
+                p = pi * sw + pj
+                image = self.buf[p, :run].reshape(n, self.rows, self.width, c)
+                image[:, r0:r1, c0:c1] = x[:, rs, cs]
 
     def tap(self, i: int, j: int) -> np.ndarray:
+        """The (N, size, C) run of tap (i, j)."""
         a, pi = divmod(i * self.dilation[0], self.strides[0])
         b, pj = divmod(j * self.dilation[1], self.strides[1])
         start = a * self.width + b
-        return self.buf[..., pi, pj, start:start + self.size, :]
+        stop = start + self.n * self.rows * self.width
+        run = self.buf[pi * self.strides[1] + pj, start:stop]
+        return run.reshape(self.n, self.rows * self.width, run.shape[-1])[:, :self.size]

@@ -1,9 +1,9 @@
 """Convolution kernels (NHWC): im2col + one GEMM over the whole batch.
 
-The im2col matrix is built transposed, one row per (tap, input channel), from
-the input rearranged by ``Phases`` so that each row is a handful of long
-contiguous copies (a loop over the kh*kw taps, never over batch items or
-pixels). A row of ones carries the bias through the GEMM.
+The im2col matrix is one contiguous copy of a strided window view of the
+(zero-padded) input, so numpy copies whole kernel rows (kw * C contiguous
+values) at a time; a column of ones carries the bias through the GEMM.
+Depthwise convolutions multiply-accumulate over the kernel taps instead.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from runtime.kernels import kernel
-from runtime.kernels._windows import Phases, geometry, out_and_pad
+from runtime.kernels._windows import Phases, geometry, out_and_pad, windows
 from runtime.kernels.activations import apply_activation
 
 _F32 = np.float32
@@ -26,41 +26,33 @@ def add_bias(y: np.ndarray, bias: np.ndarray) -> None:
 
 
 def _conv2d(x, w, bias, strides, dilation, pad, out_hw, groups=1) -> np.ndarray:
-    """Grouped 2-D cross-correlation of NHWC x with w (kh, kw, cin/groups, filters), plus bias.
-
-    May return a non-contiguous view (scratch columns cropped off)."""
+    """Grouped 2-D cross-correlation of NHWC x with w (kh, kw, cin/groups, filters), plus bias."""
     n, c = x.shape[0], x.shape[3]
     kh, kw, cpg, f = w.shape
+    rows = n * out_hw[0] * out_hw[1]
     if (kh, kw) == (1, 1) and groups == 1 and not any(pad):
         xs = x if tuple(strides) == (1, 1) else np.ascontiguousarray(x[:, ::strides[0], ::strides[1]])
-        y = (xs.reshape(-1, c) @ w.reshape(c, f)).reshape(n, *out_hw, f)
+        y = (xs.reshape(rows, c) @ w.reshape(c, f)).reshape(n, *out_hw, f)
         if bias is not None:
             add_bias(y, bias)
         return y
-    ph = Phases(x.transpose(3, 0, 1, 2)[..., None], (kh, kw), strides, dilation, pad, out_hw)
+    view = windows(x, (kh, kw), strides, dilation, pad, out_hw)
     k = kh * kw * cpg
-    cols = np.empty((groups, k + (bias is not None), n, ph.size), _F32)
-    for i in range(kh):
-        for j in range(kw):
-            t = i * kw + j
-            cols[:, t * cpg:(t + 1) * cpg] = ph.tap(i, j).reshape(groups, cpg, n, ph.size)
     fpg = f // groups
-    y = np.empty((n * ph.size, f), _F32)
+    cols = np.empty((rows, k + (bias is not None)), _F32)
+    if bias is not None:
+        cols[:, k] = 1
+    y = np.empty((rows, f), _F32)
     for g in range(groups):
+        np.copyto(cols[:, :k].reshape(n, *out_hw, kh, kw, cpg), view[..., g * cpg:(g + 1) * cpg])
         wg = w[..., g * fpg:(g + 1) * fpg].reshape(k, fpg)
         if bias is not None:
-            cols[g, k] = 1
             wg = np.concatenate([wg, bias[None, g * fpg:(g + 1) * fpg]])
-        a = cols[g].reshape(len(cols[g]), n * ph.size).T
         if groups == 1:
-            y = a @ wg
+            y = cols @ wg
         else:
-            y[:, g * fpg:(g + 1) * fpg] = a @ wg
-    return y.reshape(n, out_hw[0], ph.width, f)[:, :, :out_hw[1]]
-
-
-def _finish(y: np.ndarray, activation: str) -> np.ndarray:
-    return apply_activation(np.ascontiguousarray(y), activation, inplace=True)
+            y[:, g * fpg:(g + 1) * fpg] = cols @ wg
+    return y.reshape(n, *out_hw, f)
 
 
 @kernel("Conv2D")
@@ -68,7 +60,8 @@ def conv2d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, 
            kernel, bias=None):
     """activation(conv2d(x, kernel) + bias), NHWC, TF 'same' padding (extra at bottom/right)."""
     out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
-    return _finish(_conv2d(x, kernel, bias, strides, dilation_rate, pad, out_hw, groups), activation)
+    y = _conv2d(x, kernel, bias, strides, dilation_rate, pad, out_hw, groups)
+    return apply_activation(y, activation, inplace=True)
 
 
 @kernel("Conv1D")
@@ -77,19 +70,21 @@ def conv1d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, 
     """activation(conv1d(x, kernel) + bias) over (N, L, C); 'causal' pads on the left only."""
     out, pad = out_and_pad(x.shape[1], kernel_size[0], strides[0], dilation_rate[0], padding)
     y = _conv2d(x[:, None], kernel[None], bias, (1, strides[0]), (1, dilation_rate[0]), (0, pad), (1, out), groups)
-    return _finish(y[:, 0], activation)
+    return apply_activation(y[:, 0], activation, inplace=True)
 
 
 def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
-    """Depthwise 2-D cross-correlation: w (kh, kw, C, mult) -> (N, Ho, Wo, C*mult), channel c*mult+m.
-
-    May return a non-contiguous view."""
+    """Depthwise 2-D cross-correlation: w (kh, kw, C, mult) -> (N, Ho, Wo, C*mult), channel c*mult+m."""
     kh, kw, c, mult = w.shape
     if mult > 1:
         x = np.repeat(x, mult, axis=-1)
     w = w.reshape(kh, kw, c * mult)
+    if c * mult >= 32:
+        # Many channels: one einsum over the window view, no temporaries.
+        return np.einsum("nhwijc,ijc->nhwc", windows(x, (kh, kw), strides, dilation, pad, out_hw), w)
+    # Few channels: the inner loops of a window view would be C long. Phases lets every tap read one
+    # contiguous run per image instead, seen as (N, Ho, width * C) against the tap's weights tiled along a row.
     ph = Phases(x, (kh, kw), strides, dilation, pad, out_hw)
-    # Each tap's run, seen as (N, Ho, width * C), times the tap's weights tiled along a row.
     shape = (x.shape[0], out_hw[0], ph.width * c * mult)
     acc = np.empty(shape, _F32)
     tmp = np.empty(shape, _F32)
@@ -102,7 +97,7 @@ def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
             else:
                 np.multiply(src, wt, out=tmp)
                 acc += tmp
-    return acc.reshape(x.shape[0], out_hw[0], ph.width, c * mult)[:, :, :out_hw[1]]
+    return np.ascontiguousarray(acc.reshape(x.shape[0], out_hw[0], ph.width, c * mult)[:, :, :out_hw[1]])
 
 
 @kernel("DepthwiseConv2D")
@@ -110,7 +105,7 @@ def depthwise_conv2d(x, *, kernel_size, strides, padding, dilation_rate, activat
                      depth_multiplier, kernel, bias=None):
     """activation(depthwise_conv2d(x, kernel) + bias); output channel c*depth_multiplier + m."""
     out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
-    y = np.ascontiguousarray(_depthwise(x, kernel, strides, dilation_rate, pad, out_hw))
+    y = _depthwise(x, kernel, strides, dilation_rate, pad, out_hw)
     if bias is not None:
         add_bias(y, bias)
     return apply_activation(y, activation, inplace=True)
@@ -121,8 +116,9 @@ def separable_conv2d(x, *, kernel_size, strides, padding, dilation_rate, activat
                      depth_multiplier, filters, depthwise_kernel, pointwise_kernel, bias=None):
     """activation(pointwise 1x1 conv of depthwise_conv2d(x) + bias)."""
     out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
-    d = np.ascontiguousarray(_depthwise(x, depthwise_kernel, strides, dilation_rate, pad, out_hw))
-    return _finish(_conv2d(d, pointwise_kernel, bias, (1, 1), (1, 1), (0, 0), out_hw), activation)
+    d = _depthwise(x, depthwise_kernel, strides, dilation_rate, pad, out_hw)
+    return apply_activation(_conv2d(d, pointwise_kernel, bias, (1, 1), (1, 1), (0, 0), out_hw), activation,
+                            inplace=True)
 
 
 def _transpose_geometry(n, k, s, d, padding, out_pad):

@@ -1,8 +1,9 @@
 """Pooling kernels (NHWC / NLC): windowed max and average, and global pooling.
 
-Windows are walked one tap at a time over the whole batch; 'same' padding is
-TF's (extra at the end), and average pooling divides by the number of real
-(unpadded) samples in each window, as TF does.
+A 2-D window is reduced one axis at a time (rows, then columns): the row
+pass reads whole contiguous rows, and each pass loops over the window taps
+only. 'same' padding is TF's (extra at the end); padded positions are
+skipped, so average pooling divides by the number of real samples, as TF.
 """
 
 from __future__ import annotations
@@ -10,61 +11,76 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.kernels import kernel
-from runtime.kernels._windows import geometry, is_full, taps
+from runtime.kernels._windows import out_and_pad, tap_range
 
 _F32 = np.float32
-_NO_DILATION = (1, 1)
 
 
-def _max_pool(x, pool_size, strides, padding):
-    out_hw, pad = geometry(x, pool_size, strides, _NO_DILATION, padding)
-    acc = None
-    for _, _, rows, cols, r_in, c_in in taps(x.shape[1:3], out_hw, pool_size, strides, _NO_DILATION, pad):
-        src = x[:, r_in, c_in]
-        if acc is None:
-            if is_full(rows, cols, out_hw):
-                acc = src.copy()
-                continue
-            acc = np.full((x.shape[0], *out_hw, x.shape[3]), -np.inf, _F32)
-        dst = acc[:, rows[0]:rows[1], cols[0]:cols[1]]
-        np.maximum(dst, src, out=dst)
-    return acc
+def _reduce_axis(x, axis, k, s, padding, combine, fill):
+    """out[o] = combine of x[o*s + i - pad] over taps i < k along axis (outside x skipped), and the tap counts."""
+    n_out, pad = out_and_pad(x.shape[axis], k, s, 1, padding)
+    lead = (slice(None),) * axis
+    spans = [tap_range(x.shape[axis], n_out, s, i - pad) for i in range(k)]
+    count = np.zeros(n_out, _F32)
+    for lo, hi, _ in spans:
+        count[lo:hi] += 1
+    full = [src for lo, hi, src in spans if (lo, hi) == (0, n_out)]
+    rest = [(lo, hi, src) for lo, hi, src in spans if (lo, hi) != (0, n_out)]
+    if len(full) >= 2:  # the first pass writes the output, no copy or fill first
+        out = combine(x[lead + (full[0],)], x[lead + (full[1],)])
+    elif full:
+        out = x[lead + (full[0],)].copy()
+    else:
+        out = np.full((*x.shape[:axis], n_out, *x.shape[axis + 1:]), fill, _F32)
+    rest = [(0, n_out, src) for src in full[2:]] + rest
+    for lo, hi, src in rest:
+        dst = out[lead + (slice(lo, hi),)]
+        combine(dst, x[lead + (src,)], out=dst)
+    return out, count
 
 
-def _avg_pool(x, pool_size, strides, padding):
-    out_hw, pad = geometry(x, pool_size, strides, _NO_DILATION, padding)
-    acc = np.zeros((x.shape[0], *out_hw, x.shape[3]), _F32)
-    count = np.zeros(out_hw, _F32)
-    for _, _, rows, cols, r_in, c_in in taps(x.shape[1:3], out_hw, pool_size, strides, _NO_DILATION, pad):
-        dst = acc[:, rows[0]:rows[1], cols[0]:cols[1]]
-        dst += x[:, r_in, c_in]
-        count[rows[0]:rows[1], cols[0]:cols[1]] += 1
-    acc /= count[:, :, None]
-    return acc
+def _pool(x, pool_size, strides, padding, combine, fill):
+    """Reduce every window over the spatial axes 1.. of x; returns the result and the real-sample counts."""
+    counts = []
+    for axis, (k, s) in enumerate(zip(pool_size, strides, strict=True), start=1):
+        x, count = _reduce_axis(x, axis, k, s, padding, combine, fill)
+        counts.append(count)
+    total = counts[0] if len(counts) == 1 else np.multiply.outer(counts[0], counts[1])
+    return x, total
+
+
+def _max(x, pool_size, strides, padding):
+    return _pool(x, pool_size, strides, padding, np.maximum, -np.inf)[0]
+
+
+def _mean(x, pool_size, strides, padding):
+    y, count = _pool(x, pool_size, strides, padding, np.add, 0)
+    y /= count[..., None]
+    return y
 
 
 @kernel("MaxPooling2D")
 def max_pooling2d(x, *, pool_size, strides, padding):
     """Maximum over each pool_size window of (N, H, W, C)."""
-    return _max_pool(x, tuple(pool_size), tuple(strides), padding)
+    return _max(x, pool_size, strides, padding)
 
 
 @kernel("AveragePooling2D")
 def average_pooling2d(x, *, pool_size, strides, padding):
     """Mean over each pool_size window of (N, H, W, C), padding excluded from the count."""
-    return _avg_pool(x, tuple(pool_size), tuple(strides), padding)
+    return _mean(x, pool_size, strides, padding)
 
 
 @kernel("MaxPooling1D")
 def max_pooling1d(x, *, pool_size, strides, padding):
     """Maximum over each pool_size window of (N, L, C)."""
-    return _max_pool(x[:, None], (1, pool_size[0]), (1, strides[0]), padding)[:, 0]
+    return _max(x, pool_size, strides, padding)
 
 
 @kernel("AveragePooling1D")
 def average_pooling1d(x, *, pool_size, strides, padding):
     """Mean over each pool_size window of (N, L, C), padding excluded from the count."""
-    return _avg_pool(x[:, None], (1, pool_size[0]), (1, strides[0]), padding)[:, 0]
+    return _mean(x, pool_size, strides, padding)
 
 
 @kernel("GlobalMaxPooling1D")

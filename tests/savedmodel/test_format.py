@@ -84,24 +84,33 @@ def assert_same(got: np.ndarray, want: np.ndarray) -> None:
         assert got.tolist() == want.tolist()
 
 
+def put_text(group: h5py.Group, name: str, text: str) -> None:
+    """(Re)write a JSON member as the writer does: a scalar fixed-length UTF-8 string."""
+    if name in group:
+        del group[name]
+    data = np.array(text.encode(), dtype=h5py.string_dtype("utf-8", max(len(text.encode()), 1)))
+    group.create_dataset(name, data=data, dtype=data.dtype)
+
+
+def put_attr(obj: h5py.HLObject, name: str, text: str) -> None:
+    data = np.array(text.encode(), dtype=h5py.string_dtype("utf-8", max(len(text.encode()), 1)))
+    obj.attrs.create(name, data=data, dtype=data.dtype)
+
+
 def _resign(path: Path, *, graph: dict | None = None, signatures: dict | str | None = None) -> None:
     """Rewrite the graph or signatures JSON and recompute checksums and digest as a writer would."""
     with h5py.File(path, "r+") as f:
-        text = h5py.string_dtype("utf-8")
         if graph is not None:
-            del f[fmt.GRAPH]
-            f.create_dataset(fmt.GRAPH, data=json.dumps(graph), dtype=text)
+            put_text(f, fmt.GRAPH, json.dumps(graph))
         if signatures is not None:
-            del f[fmt.SIGNATURES]
-            data = signatures if isinstance(signatures, str) else json.dumps(signatures)
-            f.create_dataset(fmt.SIGNATURES, data=data, dtype=text)
+            put_text(f, fmt.SIGNATURES, signatures if isinstance(signatures, str) else json.dumps(signatures))
         checksums = {}
         for name, ds in f[fmt.WEIGHTS].items():
             array = ds[()]
             dtype = "string" if array.dtype == object else str(array.dtype)
             checksums[unescape_name(name)] = tensor_checksum(dtype, np.asarray(array))
             ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(checksums[unescape_name(name)].hex())
-        f.attrs[fmt.ATTR_DIGEST] = bundle_digest(f[fmt.GRAPH][()], checksums)
+        put_attr(f, fmt.ATTR_DIGEST, bundle_digest(f[fmt.GRAPH][()], checksums))
 
 
 def graph_json(path: Path) -> dict:
@@ -142,9 +151,12 @@ def test_round_trip_graph_signatures_metadata(tmp_path):
 def test_root_attributes_and_layout(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r") as f:
-        assert f.attrs[fmt.ATTR_FORMAT] == fmt.FORMAT_NAME
-        assert f.attrs[fmt.ATTR_FORMAT_VERSION] == "1.0"
-        assert f.attrs[fmt.ATTR_PRODUCER] == "savedmodel"
+        assert f.attrs[fmt.ATTR_FORMAT] == fmt.FORMAT_NAME.encode()
+        assert f.attrs[fmt.ATTR_FORMAT_VERSION] == b"1.0"
+        assert f.attrs[fmt.ATTR_PRODUCER] == b"savedmodel"
+        for name in f.attrs:  # fixed-length strings: no global heap (FORMAT.md 2.1)
+            assert not f.attrs.get_id(name).get_type().is_variable_str()
+        assert f[fmt.GRAPH].dtype.kind == "S"
         assert set(f) == {fmt.GRAPH, fmt.SIGNATURES, fmt.METADATA, fmt.WEIGHTS, fmt.ASSETS}
         kernel = f[fmt.WEIGHTS]["d%2Fkernel"]
         assert kernel.compression is None and kernel.chunks is None  # contiguous, no filters
@@ -261,17 +273,17 @@ def test_digest_definition_matches_format_md(tmp_path):
             checksum = hashlib.sha256(record + array.astype("<f4").tobytes()).digest()
             assert f[fmt.WEIGHTS][escape_name(key)].attrs[fmt.ATTR_CHECKSUM] == checksum.hex().encode()
             h.update(u64(len(key)) + key.encode() + checksum)
-        assert f.attrs[fmt.ATTR_DIGEST] == "sha256:" + h.hexdigest()
+        assert f.attrs[fmt.ATTR_DIGEST] == b"sha256:" + h.hexdigest().encode()
 
 
 def test_newer_minor_version_loads_and_ignores_unknown_parts(tmp_path, caplog):
     path = written(tmp_path, make_bundle(assets={"labels": ["a"]}))
     with h5py.File(path, "r+") as f:
-        f.attrs[fmt.ATTR_FORMAT_VERSION] = "1.7"
-        f.attrs["compression_hint"] = "none"
+        put_attr(f, fmt.ATTR_FORMAT_VERSION, "1.7")
+        put_attr(f, "compression_hint", "none")
         f.create_group("calibration").create_dataset("ranges", data=np.ones(3))
         ds = f[fmt.ASSETS].create_dataset("sparse", data=np.ones(2))
-        ds.attrs[fmt.ATTR_ASSET_KIND] = "sparse_matrix"
+        put_attr(ds, fmt.ATTR_ASSET_KIND, "sparse_matrix")
     with caplog.at_level(logging.WARNING, logger="savedmodel.bundle"):
         back = read_bundle(path)
     assert back.format_version == "1.7"
@@ -417,7 +429,7 @@ def test_refuses_hdf5_without_format_attribute(tmp_path):
 def test_refuses_other_format_name(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        f.attrs[fmt.ATTR_FORMAT] = "tfjs-layers"
+        put_attr(f, fmt.ATTR_FORMAT, "tfjs-layers")
     with pytest.raises(FormatError, match=r"has format='tfjs-layers'; expected format='savedmodel-bundle'"):
         read_bundle(path)
 
@@ -435,7 +447,16 @@ def test_refuses_non_string_attribute(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
         f.attrs[fmt.ATTR_FORMAT_VERSION] = 1.0
-    with pytest.raises(FormatError, match=r"attribute 'format_version' of the root is not a scalar string"):
+    with pytest.raises(FormatError, match=r"attribute 'format_version' of the root is not a scalar fixed-length "
+                                          r"string; expected one"):
+        read_bundle(path)
+
+
+def test_refuses_variable_length_attribute(tmp_path):
+    path = written(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f.attrs[fmt.ATTR_PRODUCER] = "vlen"  # h5py writes str attributes as variable-length strings
+    with pytest.raises(FormatError, match=r"attribute 'producer' of the root is not a scalar fixed-length string"):
         read_bundle(path)
 
 
@@ -482,8 +503,7 @@ def test_refuses_digest_mismatch_on_edited_graph(tmp_path):
     edited = graph_json(path)
     edited["nodes"][0]["attrs"]["activation"] = "relu"
     with h5py.File(path, "r+") as f:
-        del f[fmt.GRAPH]
-        f.create_dataset(fmt.GRAPH, data=json.dumps(edited), dtype=h5py.string_dtype("utf-8"))
+        put_text(f, fmt.GRAPH, json.dumps(edited))
     with pytest.raises(FormatError, match=r"digest mismatch: the file records sha256:[0-9a-f]{64}, its graph and "
                                           r"weights hash to sha256:[0-9a-f]{64}; the file is corrupt or was modified"):
         read_bundle(path)
@@ -507,7 +527,7 @@ def test_refuses_missing_or_malformed_digest(tmp_path, digest):
         if digest is None:
             del f.attrs[fmt.ATTR_DIGEST]
         else:
-            f.attrs[fmt.ATTR_DIGEST] = digest
+            put_attr(f, fmt.ATTR_DIGEST, digest)
     with pytest.raises(FormatError, match=r"the root attribute 'digest' is missing or malformed"):
         read_bundle(path)
 
@@ -517,7 +537,7 @@ def test_refuses_missing_or_malformed_digest(tmp_path, digest):
 def test_refuses_newer_major_version(tmp_path, version):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        f.attrs[fmt.ATTR_FORMAT_VERSION] = version
+        put_attr(f, fmt.ATTR_FORMAT_VERSION, version)
     major = version.split(".")[0]
     with pytest.raises(FormatError, match=rf"format version {re.escape(version)} is newer than this reader \(1\.x\); "
                                           rf"upgrade savedmodel-toolkit to a release that reads format {major}\.x"):
@@ -528,7 +548,7 @@ def test_refuses_newer_major_version(tmp_path, version):
 def test_refuses_malformed_version(tmp_path, version):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        f.attrs[fmt.ATTR_FORMAT_VERSION] = version
+        put_attr(f, fmt.ATTR_FORMAT_VERSION, version)
     with pytest.raises(FormatError, match=rf"format_version '{re.escape(version)}' is missing or malformed; expected "
                                           r"'major.minor' such as '1.0'"):
         read_bundle(path)
@@ -537,7 +557,7 @@ def test_refuses_malformed_version(tmp_path, version):
 def test_refuses_unreleased_major_zero(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        f.attrs[fmt.ATTR_FORMAT_VERSION] = "0.9"
+        put_attr(f, fmt.ATTR_FORMAT_VERSION, "0.9")
     with pytest.raises(FormatError, match=r"format version 0.9 was never released; expected 1.x"):
         read_bundle(path)
 
@@ -634,7 +654,7 @@ def test_refuses_forged_asset(tmp_path):
     path = written(tmp_path, make_bundle(assets={"table": np.ones(3)}))
     with h5py.File(path, "r+") as f:
         del f["assets/table"]
-        f.create_dataset("assets/table", shape=(10**9,), dtype="f8").attrs[fmt.ATTR_ASSET_KIND] = "array"
+        put_attr(f.create_dataset("assets/table", shape=(10**9,), dtype="f8"), fmt.ATTR_ASSET_KIND, "array")
     with pytest.raises(FormatError, match=r"asset 'table' declares shape \[1000000000\]"):
         read_bundle(path)
 
@@ -643,8 +663,7 @@ def test_refuses_forged_asset(tmp_path):
 def test_refuses_graph_that_is_not_json(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        del f[fmt.GRAPH]
-        f.create_dataset(fmt.GRAPH, data="{not json", dtype=h5py.string_dtype("utf-8"))
+        put_text(f, fmt.GRAPH, "{not json")
     with pytest.raises(FormatError, match=r"/graph is not valid JSON \(.*\); expected a JSON object"):
         read_bundle(path)
 
@@ -654,7 +673,18 @@ def test_refuses_graph_that_is_not_a_string(tmp_path):
     with h5py.File(path, "r+") as f:
         del f[fmt.GRAPH]
         f[fmt.GRAPH] = np.arange(3)
-    with pytest.raises(FormatError, match=r"/graph is a int64 dataset of shape \[3\]; expected a scalar UTF-8 string"):
+    with pytest.raises(FormatError, match=r"/graph is a int64 dataset of shape \[3\]; expected a scalar fixed-length "
+                                          r"UTF-8 string \(JSON\)"):
+        read_bundle(path)
+
+
+def test_refuses_variable_length_json(tmp_path):
+    """Variable-length strings live in HDF5's global heap, whose parser can hang on damaged files."""
+    path = written(tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f[fmt.GRAPH]
+        f.create_dataset(fmt.GRAPH, data="{}", dtype=h5py.string_dtype("utf-8"))
+    with pytest.raises(FormatError, match=r"/graph is a object dataset of shape \[\]; expected a scalar fixed-length"):
         read_bundle(path)
 
 
@@ -765,8 +795,7 @@ def test_refuses_malformed_signatures(tmp_path, signatures, match):
 def test_refuses_metadata_that_is_not_an_object(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        del f[fmt.METADATA]
-        f.create_dataset(fmt.METADATA, data="[1]", dtype=h5py.string_dtype("utf-8"))
+        put_text(f, fmt.METADATA, "[1]")
     with pytest.raises(FormatError, match=r"/metadata holds a JSON list; expected a JSON object"):
         read_bundle(path)
 
@@ -774,7 +803,7 @@ def test_refuses_metadata_that_is_not_an_object(tmp_path):
 def test_refuses_asset_of_unknown_kind_in_current_minor(tmp_path):
     path = written(tmp_path, make_bundle(assets={"t": np.ones(2)}))
     with h5py.File(path, "r+") as f:
-        f["assets/t"].attrs[fmt.ATTR_ASSET_KIND] = "sparse"
+        put_attr(f["assets/t"], fmt.ATTR_ASSET_KIND, "sparse")
     with pytest.raises(FormatError, match=r"asset 't' has kind 'sparse'; expected one of text, bytes, array"):
         read_bundle(path)
 
@@ -782,7 +811,7 @@ def test_refuses_asset_of_unknown_kind_in_current_minor(tmp_path):
 def test_refuses_asset_whose_kind_does_not_fit_its_data(tmp_path):
     path = written(tmp_path, make_bundle(assets={"t": np.ones(2)}))
     with h5py.File(path, "r+") as f:
-        f["assets/t"].attrs[fmt.ATTR_ASSET_KIND] = "text"
+        put_attr(f["assets/t"], fmt.ATTR_ASSET_KIND, "text")
     with pytest.raises(FormatError, match=r"asset 't' of kind 'text' is a float64 array of shape \[2\]; expected a "
                                           r"1-D string dataset"):
         read_bundle(path)
@@ -794,7 +823,7 @@ def test_refuses_text_asset_that_is_not_utf8(tmp_path):
     with h5py.File(path, "r+") as f:
         del f["assets/labels"]
         ds = f.create_dataset("assets/labels", data=bad, dtype=h5py.string_dtype("ascii"))
-        ds.attrs[fmt.ATTR_ASSET_KIND] = "text"
+        put_attr(ds, fmt.ATTR_ASSET_KIND, "text")
         ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum("string", bad).hex())
     with pytest.raises(FormatError, match=r"asset 'labels' is not valid UTF-8 text"):
         read_bundle(path)

@@ -276,12 +276,12 @@ def test_batcher_merges_concurrent_requests_and_refuses_a_full_queue() -> None:
 
     async def scenario() -> list:
         batcher = Batcher(params, ThreadPoolExecutor(1), Observer())
-        calls = [batcher.run("m", "k", _double, {"x": np.full((1, 2), i, np.float32)}, 1) for i in range(4)]
+        calls = [batcher.submit("m", "k", _double, {"x": np.full((1, 2), i, np.float32)}, 1) for i in range(4)]
         merged = await asyncio.gather(*calls)
-        first = asyncio.ensure_future(batcher.run("m", "k", _double, {"x": np.ones((3, 2), np.float32)}, 3))
+        first = batcher.submit("m", "k", _double, {"x": np.ones((3, 2), np.float32)}, 3)
         await asyncio.sleep(0.01)
         with pytest.raises(QueueFull, match="^The batch scheduling queue to which this task was submitted is full$"):
-            await batcher.run("m", "k", _double, {"x": np.ones((2, 2), np.float32)}, 2)
+            batcher.submit("m", "k", _double, {"x": np.ones((2, 2), np.float32)}, 2)
         await first
         return merged
 
