@@ -40,8 +40,10 @@ _U64 = struct.Struct("<Q")
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)")
 _ESCAPED_RE = re.compile(r"%(25|2F|2E)")
 _UNESCAPE = {"25": "%", "2F": "/", "2E": "."}
+_MAX_RANK = 32
 _HEX_DTYPE = np.dtype("S64")  # checksums are stored as fixed-length hex strings
 _CHECKSUM_KEY = fmt.ATTR_CHECKSUM.encode()
+_DTYPE_KEY = fmt.ATTR_DTYPE.encode()
 _TAMPERED = "the file is corrupt or was modified after it was written; export the model again"
 
 
@@ -137,16 +139,52 @@ def unescape_name(name: str) -> str | None:
     return key if key and escape_name(key) == name else None
 
 
+def string_record(array: np.ndarray) -> bytes:
+    """The stored bytes of a string tensor (FORMAT.md, 3.1): rank, dims, element lengths, element bytes.
+
+    >>> parse_string_record(string_record(np.array([b"ab", b""], dtype=object)))
+    array([b'ab', b''], dtype=object)
+    """
+    flat = array.reshape(-1)
+    lengths = np.fromiter((len(e) for e in flat), dtype="<u8", count=flat.size)
+    dims = b"".join(_U64.pack(d) for d in array.shape)
+    return b"".join([_U64.pack(array.ndim), dims, lengths.tobytes(), *flat])
+
+
+def parse_string_record(data: bytes) -> np.ndarray:
+    """The object array of ``bytes`` stored by :func:`string_record`; ValueError if malformed."""
+    if len(data) < _U64.size:
+        raise ValueError(f"{len(data)} bytes cannot hold the 8-byte rank")
+    ndim = _U64.unpack_from(data)[0]
+    if ndim > _MAX_RANK:
+        raise ValueError(f"rank {ndim} exceeds HDF5's maximum of {_MAX_RANK}")
+    header = _U64.size * (1 + ndim)
+    if len(data) < header:
+        raise ValueError(f"{len(data)} bytes cannot hold the {ndim} dims")
+    shape = struct.unpack_from(f"<{ndim}Q", data, _U64.size)
+    count = math.prod(shape)
+    if header + _U64.size * count > len(data):
+        raise ValueError(f"shape {list(shape)} needs {count} lengths but only {len(data)} bytes are stored")
+    lengths = np.frombuffer(data, dtype="<u8", count=count, offset=header)
+    start = header + _U64.size * count
+    if count and int(lengths.max()) > len(data) - start:
+        raise ValueError(f"an element length of {int(lengths.max())} exceeds the {len(data) - start} bytes stored")
+    ends = (np.cumsum(lengths, dtype=np.uint64) + np.uint64(start)).tolist()
+    if (ends[-1] if count else start) != len(data):
+        raise ValueError(f"the element lengths do not add up to the {len(data) - start} bytes stored")
+    out = np.empty(count, dtype=object)
+    out[:] = [data[end - n:end] for end, n in zip(ends, lengths.tolist(), strict=True)]
+    return out.reshape(shape)
+
+
 def tensor_checksum(dtype: str, array: np.ndarray) -> bytes:
-    """SHA-256 of a tensor record: dtype name, shape and element bytes (FORMAT.md, "Checksums")."""
-    h = hashlib.sha256()
+    """SHA-256 of a tensor record: dtype name, shape and element bytes (FORMAT.md, section 8)."""
     name = dtype.encode("ascii")
-    h.update(_U64.pack(len(name)) + name + _U64.pack(array.ndim) + b"".join(_U64.pack(d) for d in array.shape))
+    h = hashlib.sha256(_U64.pack(len(name)) + name)
     if dtype == "string":
-        for element in array.reshape(-1):
-            h.update(_U64.pack(len(element)))
-            h.update(element)
+        h.update(string_record(array))
     else:
+        h.update(_U64.pack(array.ndim) + b"".join(_U64.pack(d) for d in array.shape))
         little = array.dtype.newbyteorder("<")
         h.update(np.ascontiguousarray(array if array.dtype == little else array.astype(little)))
     return h.digest()
@@ -256,14 +294,15 @@ def _write_file(
         f.attrs.create(name, data=data, dtype=data.dtype)
     for name, text in texts.items():
         data = _fixed_string(text)
-        f.create_dataset(name, data=data, dtype=data.dtype)
+        ds = f.create_dataset(name, data=data, dtype=data.dtype)
+        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(hashlib.sha256(text.encode("utf-8")).hexdigest())
     group = f.create_group(fmt.WEIGHTS)
     for key, (dtype, array) in weights.items():
         ds = _write_tensor(group, escape_name(key), dtype, array)
         ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(checksums[key].hex())
     group = f.create_group(fmt.ASSETS)
     for name, (kind, dtype, array) in assets.items():
-        ds = _write_tensor(group, escape_name(name), dtype, array, utf8=kind == fmt.ASSET_TEXT)
+        ds = _write_tensor(group, escape_name(name), dtype, array)
         data = _fixed_string(kind)
         ds.attrs.create(fmt.ATTR_ASSET_KIND, data=data, dtype=data.dtype)
         ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum(dtype, array).hex())
@@ -321,9 +360,6 @@ def _encode_asset(path: Path, name: str, value: Any) -> tuple[str, str, np.ndarr
     """(kind, IR dtype, array) of an asset value."""
     _check_key(path, "asset", name)
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        if any("\0" in v for v in value):
-            raise FormatError(path, f"asset {name!r} has a string with a NUL character; text assets cannot hold "
-                                    "NUL, store it as a numpy array of bytes instead")
         array = np.empty(len(value), dtype=object)
         array[:] = [v.encode("utf-8") for v in value]
         return fmt.ASSET_TEXT, "string", array
@@ -335,17 +371,14 @@ def _encode_asset(path: Path, name: str, value: Any) -> tuple[str, str, np.ndarr
                             "vocabulary), bytes or numpy.ndarray")
 
 
-def _write_tensor(group: h5py.Group, name: str, dtype: str, array: np.ndarray, utf8: bool = False) -> h5py.Dataset:
-    """One uncompressed dataset; strings as vlen strings, or vlen uint8 when they hold NUL bytes."""
+def _write_tensor(group: h5py.Group, name: str, dtype: str, array: np.ndarray) -> h5py.Dataset:
+    """One contiguous, unfiltered dataset; a string tensor as its record bytes (FORMAT.md, 3.1)."""
     if dtype != "string":
         return group.create_dataset(name, data=array)
-    if utf8 or not any(b"\0" in e for e in array.reshape(-1)):
-        return group.create_dataset(name, data=array, dtype=h5py.string_dtype("utf-8" if utf8 else "ascii"))
-    data = np.empty(array.shape, dtype=object)
-    flat = data.reshape(-1)
-    for i, element in enumerate(array.reshape(-1)):
-        flat[i] = np.frombuffer(element, dtype=np.uint8)
-    return group.create_dataset(name, data=data, dtype=h5py.vlen_dtype(np.uint8))
+    ds = group.create_dataset(name, data=np.frombuffer(string_record(array), dtype=np.uint8))
+    marker = _fixed_string("string")
+    ds.attrs.create(fmt.ATTR_DTYPE, data=marker, dtype=marker.dtype)
+    return ds
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -504,7 +537,11 @@ class _Reader:
         Returns the names of the root's members.
         """
         links: list[tuple[bytes, int]] = []
-        self.f.id.links.visit(lambda name, info: links.append((name, info.type)), info=True)
+        try:
+            self.f.id.links.visit(lambda name, info: links.append((name, info.type)), info=True)
+        except UnicodeDecodeError as e:  # raised by h5py for a damaged link
+            raise self.fail(f"truncated or corrupt HDF5 file: unreadable link ({e}); expected a complete bundle, "
+                            "copy or export it again") from e
         for raw, kind in links:
             if kind == h5l.TYPE_HARD:
                 continue
@@ -557,7 +594,11 @@ class _Reader:
         space = dsid.get_space()
         if space.get_simple_extent_type() == h5s.NULL:
             raise self.fail(f"{what} has an empty (null) dataspace; expected an array")
-        shape, dtype = space.shape, dsid.dtype
+        try:
+            shape, dtype = space.shape, dsid.dtype
+        except (TypeError, ValueError) as e:  # h5py cannot map a damaged or exotic HDF5 type to numpy
+            raise self.fail(f"{what} has an HDF5 type this reader cannot represent ({e}); expected one of the IR "
+                            "dtypes") from e
         itemsize = self.vlen_size if dtype.kind == "O" else dtype.itemsize
         declared = math.prod(shape) * itemsize
         if declared > self.size:
@@ -567,7 +608,7 @@ class _Reader:
 
     # -- datasets -----------------------------------------------------------------------
     def text(self, name: str) -> bytes:
-        """The bytes of a scalar fixed-length string dataset."""
+        """The checked bytes of a scalar fixed-length string dataset."""
         dsid = self.dataset(self.f.id, name, f"/{name}")
         shape, dtype = self.check_dataset(dsid, f"/{name}")
         if shape != () or dtype.kind != "S":
@@ -575,7 +616,12 @@ class _Reader:
                             "UTF-8 string (JSON)")
         buf = np.empty((), dtype=f"S{dtype.itemsize}")
         dsid.read(h5s.ALL, h5s.ALL, buf, dsid.get_type())
-        return bytes(buf[()])
+        data = bytes(buf[()])
+        stored, actual = self.checksum_attr(dsid, f"/{name}"), hashlib.sha256(data).hexdigest()
+        if stored != actual.encode("ascii"):
+            raise self.fail(f"checksum mismatch in /{name}: stored {stored.decode('ascii', 'replace')}, its text "
+                            f"hashes to {actual}; {_TAMPERED}")
+        return data
 
     def json(self, name: str, raw: bytes) -> dict[str, Any]:
         try:
@@ -589,19 +635,20 @@ class _Reader:
     def tensor(self, dsid: h5d.DatasetID, what: str) -> tuple[str, np.ndarray]:
         """(IR dtype, array) of a checked dataset; string tensors as object arrays of bytes."""
         shape, dt = self.check_dataset(dsid, what)
+        marker = self.str_attr(dsid, fmt.ATTR_DTYPE, what) if h5a.exists(dsid, _DTYPE_KEY) else None
+        if marker is not None:
+            if marker != "string" or dt != np.uint8 or len(shape) != 1:
+                raise self.fail(f"{what} has dtype attribute {marker!r} on a {dt} dataset of shape {list(shape)}; "
+                                "expected 'string' on a 1-D uint8 dataset")
+            raw = np.empty(shape, dtype=np.uint8)
+            dsid.read(h5s.ALL, h5s.ALL, raw, _mtype(raw.dtype))
+            try:
+                return "string", parse_string_record(raw.tobytes())
+            except ValueError as e:
+                raise self.fail(f"{what} is a malformed string tensor: {e}") from e
         if dt.kind == "O":
-            vlen = h5py.check_vlen_dtype(dt)
-            as_uint8 = isinstance(vlen, np.dtype) and vlen == np.uint8
-            if vlen not in (bytes, str) and not as_uint8:
-                raise self.fail(f"{what} has HDF5 type {dt} ({dt.metadata}); expected a numeric type, "
-                                "a variable-length string or a variable-length uint8 sequence")
-            raw = np.empty(shape, dtype=dt)
-            dsid.read(h5s.ALL, h5s.ALL, raw)
-            out = np.empty(shape, dtype=object)
-            flat = out.reshape(-1)
-            for i, element in enumerate(raw.reshape(-1)):
-                flat[i] = element.tobytes() if as_uint8 else element.encode() if isinstance(element, str) else element
-            return "string", out
+            raise self.fail(f"{what} has a variable-length HDF5 type; expected a fixed-size type (this format "
+                            "stores strings as uint8 records, never in HDF5's global heap)")
         if dt.kind not in "biuf" or (dt.metadata and dt.kind != "b"):
             raise self.fail(f"{what} has HDF5 type {dt}; expected one of the IR dtypes (float16..64, int8..64, "
                             "uint8..64, bool, string)")
@@ -702,7 +749,7 @@ class _Reader:
             except UnicodeDecodeError as e:
                 raise self.fail(f"{what} is not valid UTF-8 text ({e}); expected a list of strings") from e
         raise self.fail(f"{what} of kind {kind!r} is a {dtype} array of shape {list(array.shape)}; expected "
-                        f"{'a 1-D uint8' if kind == fmt.ASSET_BYTES else 'a 1-D string'} dataset")
+                        f"{'a 1-D uint8' if kind == fmt.ASSET_BYTES else 'a 1-D string'} tensor")
 
     def signatures(self) -> dict[str, Signature]:
         data = self.json(fmt.SIGNATURES, self.text(fmt.SIGNATURES))

@@ -42,8 +42,9 @@ ASSETS = "assets"  # group: one dataset per asset name
 REQUIRED_MEMBERS = (GRAPH, SIGNATURES, WEIGHTS)
 
 # -- dataset attributes ------------------------------------------------------------
-ATTR_CHECKSUM = "sha256"  # on every weight and asset dataset: hex SHA-256 of its record
+ATTR_CHECKSUM = "sha256"  # on every dataset the reader reads: hex SHA-256 of its record or text
 ATTR_ASSET_KIND = "kind"  # on every asset dataset
+ATTR_DTYPE = "dtype"  # "string" on string tensors, stored as uint8 records (FORMAT.md 3.1)
 
 ASSET_TEXT = "text"  # list[str]: labels, vocabularies
 ASSET_BYTES = "bytes"  # bytes: opaque blobs
@@ -78,8 +79,9 @@ META_SOURCE = "source"  # {"framework": ..., "version": ...}
 META_USER = "user"  # whatever the caller passed as metadata=
 
 # -- storage -------------------------------------------------------------------------
-# A variable-length element takes, in the dataset's own storage, a 4-byte
-# length and a global heap ID (an address of the file's address size plus a
-# 4-byte index); that bounds a vlen dataset's declared size by the file size.
+# The format uses no variable-length types, but a dataset of one may sit in a
+# part of the file a reader ignores. Each element takes, in the dataset's own
+# storage, a 4-byte length and a global heap ID (an address of the file's
+# address size plus a 4-byte index); that bounds its declared size too.
 VLEN_LENGTH_SIZE = 4
 VLEN_INDEX_SIZE = 4

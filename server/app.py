@@ -12,6 +12,7 @@ manager polls for new versions until shutdown.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,8 @@ from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from server.middleware import BodyLimitMiddleware, CORSMiddleware, decode_body
 from server.service import InferenceService
 from server.settings import ModelConfig, ServerSettings
+
+logger = logging.getLogger("server")
 
 SETTINGS_ENV = "SAVEDMODEL_SERVE_SETTINGS"  # JSON settings for worker processes (--workers N)
 
@@ -71,6 +74,20 @@ def model_source(settings: ServerSettings) -> tuple[list[ModelConfig], Callable[
     return [demo_model()], None
 
 
+def limit_blas_threads(n: int) -> None:
+    """Cap the BLAS threads of every matrix product (process-wide).
+
+    Several inference threads each running a multi-threaded BLAS product
+    oversubscribe the CPUs, and OpenBLAS threads spin while they wait: with
+    two inference threads on two cores, merged batches ran three times
+    slower than with one BLAS thread each.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+    logger.info("BLAS threads per inference: %d", n)
+
+
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the demo model on the default port)."""
     settings = settings or ServerSettings()
@@ -91,6 +108,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_blas_threads(settings.intra_op_parallelism or max(1, (os.cpu_count() or 1) // threads))
         await asyncio.to_thread(manager.start)
         try:
             yield

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from server.errors import QueueFull
+from server.errors import QueueFull, Unavailable
 from server.settings import BatchingParameters
 
 logger = logging.getLogger("server")
@@ -69,20 +69,25 @@ class _Queue:
     fn: Function
     tasks: deque[_Task] = field(default_factory=deque)
     rows: int = 0
-    draining: bool = False
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None  # set while waiting for a fuller batch
 
 
 class Batcher:
-    """Merges concurrent requests for the same signature into one run; see the module docstring."""
+    """Merges concurrent requests for the same signature into one run; see the module docstring.
+
+    Everything but the model call happens on the event loop, without
+    locks: ``submit`` queues a request and dispatches what can start; a
+    finished batch frees its thread and dispatches again; a timer does so
+    when a partial batch has waited ``batch_timeout_micros``.
+    """
 
     def __init__(self, params: BatchingParameters, executor: Executor, observer: BatchObserver | None = None) -> None:
         self.params = params
         self._executor = executor
         self._observer = observer
         self._queues: dict[Hashable, _Queue] = {}
-        self._slots: asyncio.Semaphore | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._free = params.num_batch_threads
+        self._timeout = params.batch_timeout_micros / 1e6
         self._limit = params.max_enqueued_batches * params.max_batch_size
 
     def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
@@ -102,53 +107,35 @@ class Batcher:
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         queue.tasks.append(_Task(inputs, rows, future, time.perf_counter()))
         queue.rows += rows
-        queue.arrived.set()
-        if not queue.draining:
-            queue.draining = True
-            self._spawn(self._drain(qkey, queue))
+        self._dispatch(qkey, queue)
         return future
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _dispatch(self, qkey: Hashable, queue: _Queue) -> None:
+        """Start batches from ``queue`` while threads are free and a batch is due."""
+        while self._free and queue.tasks:
+            if self._timeout and queue.rows < self.params.max_batch_size:
+                wait = queue.tasks[0].enqueued + self._timeout - time.perf_counter()
+                if wait > 0:
+                    if queue.timer is None:
+                        queue.timer = asyncio.get_running_loop().call_later(wait, self._on_timer, qkey, queue)
+                    return
+            batch = self._take(queue)
+            if batch:
+                self._start(queue, batch)
+        if not queue.tasks and queue.timer is None and self._queues.get(qkey) is queue:
+            del self._queues[qkey]
 
-    async def _drain(self, qkey: Hashable, queue: _Queue) -> None:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.params.num_batch_threads)
-        slots = self._slots
-        try:
-            while queue.tasks:
-                await slots.acquire()
-                try:
-                    if self.params.batch_timeout_micros:
-                        await self._wait_for_rows(queue)
-                    batch = self._take(queue)
-                except BaseException:
-                    slots.release()
-                    raise
-                if not batch:
-                    slots.release()
-                    continue
-                self._spawn(self._execute(queue, batch, slots))
-        finally:
-            queue.draining = False
-            if not queue.tasks and self._queues.get(qkey) is queue:
-                del self._queues[qkey]
+    def _on_timer(self, qkey: Hashable, queue: _Queue) -> None:
+        queue.timer = None
+        self._dispatch(qkey, queue)
 
-    async def _wait_for_rows(self, queue: _Queue) -> None:
-        if not queue.tasks:
-            return
-        deadline = queue.tasks[0].enqueued + self.params.batch_timeout_micros / 1e6
-        while queue.rows < self.params.max_batch_size:
-            left = deadline - time.perf_counter()
-            if left <= 0:
+    def _dispatch_all(self) -> None:
+        """A thread became free: serve the queue whose oldest request has waited longest first."""
+        waiting = sorted((q.tasks[0].enqueued, i, k, q) for i, (k, q) in enumerate(self._queues.items()) if q.tasks)
+        for _, _, qkey, queue in waiting:
+            if not self._free:
                 return
-            queue.arrived.clear()
-            try:
-                await asyncio.wait_for(queue.arrived.wait(), left)
-            except asyncio.TimeoutError:
-                return
+            self._dispatch(qkey, queue)
 
     def _take(self, queue: _Queue) -> list[_Task]:
         batch: list[_Task] = []
@@ -169,30 +156,32 @@ class Batcher:
                 break
         return batch
 
-    async def _execute(self, queue: _Queue, batch: list[_Task], slots: asyncio.Semaphore) -> None:
+    def _start(self, queue: _Queue, batch: list[_Task]) -> None:
+        self._free -= 1
         started = time.perf_counter()
+        run = functools.partial(run_batch, queue.fn, [t.inputs for t in batch], self.params.allowed_batch_sizes)
+        done = asyncio.get_running_loop().run_in_executor(self._executor, run)
+        done.add_done_callback(functools.partial(self._finish, queue, batch, started))
+
+    def _finish(self, queue: _Queue, batch: list[_Task], started: float, done: asyncio.Future[Any]) -> None:
+        self._free += 1
         try:
-            loop = asyncio.get_running_loop()
-            run = functools.partial(run_batch, queue.fn, [t.inputs for t in batch], self.params.allowed_batch_sizes)
-            results, padded = await loop.run_in_executor(self._executor, run)
-            for task, result in zip(batch, results, strict=True):
-                if task.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    task.future.set_exception(result)
-                else:
-                    task.future.set_result(result)
-            if self._observer is not None:
-                rows = sum(t.rows for t in batch)
-                self._observer.batch_done(queue.model, len(batch), rows, padded, [started - t.enqueued for t in batch])
-        except BaseException as e:
-            for task in batch:
-                if not task.future.done():
-                    task.future.set_exception(e)
-            if not isinstance(e, Exception):
-                raise
-        finally:
-            slots.release()
+            results, padded = done.result()
+        except asyncio.CancelledError:  # the pool was shut down under the batch
+            results, padded = [Unavailable("The server is shutting down")] * len(batch), 0
+        except Exception as e:  # the executor itself failed: fail the whole batch
+            results, padded = [e] * len(batch), 0
+        for task, result in zip(batch, results, strict=True):
+            if task.future.done():
+                continue
+            if isinstance(result, BaseException):
+                task.future.set_exception(result)
+            else:
+                task.future.set_result(result)
+        if self._observer is not None and padded:
+            rows = sum(t.rows for t in batch)
+            self._observer.batch_done(queue.model, len(batch), rows, padded, [started - t.enqueued for t in batch])
+        self._dispatch_all()
 
 
 def _padded_size(rows: int, allowed: tuple[int, ...]) -> int:

@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "num_batch_threads, allowed_batch_sizes) as YAML, JSON or text proto")
     batching.add_argument("--num-inference-threads", type=int, default=None,
                           help="inference threads without batching (default: the number of CPUs)")
+    batching.add_argument("--intra-op-parallelism", "--tensorflow-intra-op-parallelism",
+                          "--tensorflow_intra_op_parallelism", dest="intra_op_parallelism", type=int, default=0,
+                          help="BLAS threads per inference (default 0: the CPUs divided by the inference threads)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -112,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "file_system_poll_wait_seconds": args.file_system_poll_wait_seconds,
         "model_config_file_poll_wait_seconds": args.model_config_file_poll_wait_seconds,
         "enable_model_warmup": args.enable_model_warmup, "enable_batching": args.enable_batching,
+        "intra_op_parallelism": args.intra_op_parallelism,
     }
     if args.num_inference_threads:
         fields["num_inference_threads"] = args.num_inference_threads

@@ -126,6 +126,7 @@ class ServerSettings(_Strict):
     enable_batching: bool = False
     batching: BatchingParameters = Field(default_factory=BatchingParameters)
     num_inference_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    intra_op_parallelism: int = Field(0, ge=0)  # BLAS threads per inference; 0: CPUs / inference threads
     enable_cors: bool = False
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1)
     request_timeout_ms: int = Field(DEFAULT_TIMEOUT_MS, ge=1)

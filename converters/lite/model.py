@@ -108,6 +108,7 @@ class Operator:
     outputs: list[int]
     options: dict[str, Any] = field(default_factory=dict)
     version: int = 1
+    source: str | None = None  # the IR node it was lowered from (not stored in the file)
 
 
 @dataclass
@@ -137,7 +138,9 @@ class LiteModel:
         return len(self.tensors) - 1
 
     def add_constant(self, name: str, data: np.ndarray, quant: QuantParams | None = None) -> int:
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data)
+        if not data.flags.c_contiguous:
+            data = data.copy()  # (ascontiguousarray would turn a scalar into shape (1,))
         return self.add_tensor(Tensor(name, str(data.dtype), tuple(data.shape), None, data, quant))
 
     def add_operator(self, op: str, inputs: list[int], outputs: list[int], options: dict[str, Any] | None = None,
@@ -162,3 +165,29 @@ class LiteModel:
         for o in self.operators:
             counts[o.op] = counts.get(o.op, 0) + 1
         return counts
+
+
+def compact(model: LiteModel) -> dict[int, int]:
+    """Drop tensors nothing refers to and renumber the rest in place; returns old -> new index."""
+    used: set[int] = set(model.inputs) | set(model.outputs)
+    for o in model.operators:
+        used.update(t for t in o.inputs if t >= 0)
+        used.update(o.outputs)
+    for s in model.signatures:
+        used.update(s.inputs.values())
+        used.update(s.outputs.values())
+    mapping = {old: new for new, old in enumerate(sorted(used))}
+    model.tensors = [model.tensors[old] for old in sorted(used)]
+
+    def remap(t: int) -> int:
+        return -1 if t < 0 else mapping[t]
+
+    for o in model.operators:
+        o.inputs = [remap(t) for t in o.inputs]
+        o.outputs = [remap(t) for t in o.outputs]
+    model.inputs = [mapping[t] for t in model.inputs]
+    model.outputs = [mapping[t] for t in model.outputs]
+    for s in model.signatures:
+        s.inputs = {a: mapping[t] for a, t in s.inputs.items()}
+        s.outputs = {a: mapping[t] for a, t in s.outputs.items()}
+    return mapping

@@ -26,8 +26,12 @@ from converters.lite.schema import T
 
 def write(model: LiteModel, path: str | os.PathLike) -> Path:
     """Serialise ``model`` to ``path`` (written whole, then renamed into place)."""
+    return write_bytes(serialize(model), path)
+
+
+def write_bytes(blob: bytes, path: str | os.PathLike) -> Path:
+    """Write .tflite bytes to ``path`` atomically: a temporary file renamed into place."""
     path = Path(path)
-    blob = serialize(model)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(blob)
     os.replace(tmp, path)

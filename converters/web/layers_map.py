@@ -98,6 +98,10 @@ def _conv_common(node: Node, act: str) -> dict[str, Any]:
 def conv(em, node, xs):
     act, rest = fused_activation(em, node)
     config = {"filters": node.attrs["filters"], **_conv_common(node, act)}
+    if config["padding"] == "causal":  # TF.js' Conv1D does not implement it: pad on the left, then 'valid'
+        left = node.attrs["dilation_rate"][0] * (node.attrs["kernel_size"][0] - 1)
+        xs = [_pad_sequence(em, node, xs[0], [left, 0])]
+        config["padding"] = "valid"
     y = em.layer(node.op, config, xs, node=node, weights=["kernel", "bias"])
     return apply_activation(em, node, y, rest)
 
@@ -106,7 +110,7 @@ def conv(em, node, xs):
 def depthwise(em, node, xs):
     act, rest = fused_activation(em, node)
     config = {"depth_multiplier": node.attrs["depth_multiplier"], **_conv_common(node, act)}
-    y = em.layer("DepthwiseConv2D", config, xs, node=node, weights=[("depthwise_kernel", "kernel"), "bias"])
+    y = em.layer("DepthwiseConv2D", config, xs, node=node, weights=[("kernel", "depthwise_kernel"), "bias"])
     return apply_activation(em, node, y, rest)
 
 
@@ -143,17 +147,27 @@ def pooling(em, node, xs):
 @mapping("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D")
 def global_pooling(em, node, xs):
     # TF.js silently ignores keepdims: pool, then reshape to the kept shape.
+    keep = node.attrs["keepdims"]
     y = em.layer(node.op, {"data_format": "channels_last", "keepdims": False}, xs,
-                 node=None if node.attrs["keepdims"] else node)
+                 node=None if keep else node, base=f"{node.name}_pool" if keep else None)
     if not node.attrs["keepdims"]:
         return y
     rank = 1 if node.op.endswith("1D") else 2
     return em.layer("Reshape", {"target_shape": [1] * rank + [-1]}, [y], node=node)
 
 
+def _last_axis(em, node: Node, axis: int) -> int:
+    rank = len(em.spec(node.inputs[0]).shape)
+    if axis % rank != rank - 1:
+        raise NotExpressible(node.name, f"{node.op} along axis {axis} of a rank-{rank} input: TF.js' "
+                                        "BatchNormalization computes wrong values off the last axis")
+    return -1
+
+
 @mapping("BatchNormalization")
 def batch_norm(em, node, xs):
     a = node.attrs
+    _last_axis(em, node, a["axis"])
     config = {"axis": a["axis"], "momentum": 0.99, "epsilon": a["epsilon"], "center": "beta" in node.weights,
               "scale": "gamma" in node.weights}
     return em.layer("BatchNormalization", config, xs, node=node,
@@ -189,7 +203,7 @@ def normalization(em, node, xs):
         values = {"gamma": std, "beta": mean, "moving_mean": np.zeros(size), "moving_variance": np.ones(size)}
     else:
         values = {"gamma": np.ones(size), "beta": np.zeros(size), "moving_mean": mean, "moving_variance": std * std}
-    config = {"axis": axis, "momentum": 0.99, "epsilon": 0.0, "center": True, "scale": True}
+    config = {"axis": _last_axis(em, node, axis), "momentum": 0.99, "epsilon": 0.0, "center": True, "scale": True}
     arrays = [(k, np.ascontiguousarray(values[k], np.float32))
               for k in ("gamma", "beta", "moving_mean", "moving_variance")]
     return em.layer("BatchNormalization", config, xs, node=node, arrays=arrays)
@@ -240,6 +254,8 @@ def leaky_relu(em, node, xs):
 
 @mapping("ELU")
 def elu(em, node, xs):
+    if node.attrs["alpha"] != 1:
+        raise NotExpressible(node.name, "ELU with alpha != 1: TF.js' ELU layer refuses other alphas")
     return em.layer("ELU", {"alpha": node.attrs["alpha"]}, xs, node=node)
 
 
@@ -250,7 +266,10 @@ def softmax(em, node, xs):
         if len(axis) != 1:
             raise NotExpressible(node.name, "Softmax over several axes: TF.js' Softmax takes one axis")
         axis = axis[0]
-    return em.layer("Softmax", {"axis": axis}, xs, node=node)
+    rank = len(em.spec(node.inputs[0]).shape)
+    if axis % rank != rank - 1:
+        raise NotExpressible(node.name, "Softmax off the last axis: TF.js supports the last axis only")
+    return em.layer("Softmax", {"axis": -1}, xs, node=node)
 
 
 @mapping("PReLU")
@@ -321,10 +340,13 @@ def dot(em, node, xs):
     return em.layer("Dot", {"axes": node.attrs["axes"], "normalize": node.attrs["normalize"]}, xs, node=node)
 
 
-def _as_2d(em, node, x: str, channels: int | None, what: str) -> str:
-    if channels is None:
-        raise NotExpressible(node.name, f"{what} of a sequence with an unknown channel count")
-    return em.layer("Reshape", {"target_shape": [-1, 1, channels]}, [x], base=f"{node.name}_2d")
+def _as_2d(em, node, x: str, what: str) -> tuple[str, int]:
+    """(N, L, C) viewed as (N, L, 1, C); TF.js' shape inference needs L for cropping, C always."""
+    _, length, channels = em.spec(node.inputs[0]).shape
+    if channels is None or (length is None and what == "Cropping1D"):
+        raise NotExpressible(node.name, f"{what} of a sequence of unknown length or channels")
+    target = [-1 if length is None else length, 1, channels]
+    return em.layer("Reshape", {"target_shape": target}, [x], base=f"{node.name}_2d"), channels
 
 
 def _as_1d(em, node, y: str, channels: int) -> str:
@@ -344,19 +366,23 @@ def cropping2d(em, node, xs):
 
 
 # TF.js has no 1D padding, cropping or upsampling layers: run the 2D layer on (N, L, 1, C).
+def _pad_sequence(em, node: Node, x: str, padding: list[int], out: Node | None = None) -> str:
+    x, c = _as_2d(em, node, x, "ZeroPadding1D")
+    y = em.layer("ZeroPadding2D", {"padding": [padding, [0, 0]], "data_format": "channels_last"},
+                 [x], base=f"{node.name}_pad")
+    if out is not None:
+        return _as_1d(em, out, y, c)
+    return em.layer("Reshape", {"target_shape": [-1, c]}, [y], base=f"{node.name}_padded")
+
+
 @mapping("ZeroPadding1D")
 def zero_padding1d(em, node, xs):
-    c = em.spec(node.inputs[0]).shape[-1]
-    x = _as_2d(em, node, xs[0], c, "ZeroPadding1D")
-    y = em.layer("ZeroPadding2D", {"padding": [node.attrs["padding"], [0, 0]], "data_format": "channels_last"},
-                 [x], base=f"{node.name}_pad")
-    return _as_1d(em, node, y, c)
+    return _pad_sequence(em, node, xs[0], node.attrs["padding"], out=node)
 
 
 @mapping("Cropping1D")
 def cropping1d(em, node, xs):
-    c = em.spec(node.inputs[0]).shape[-1]
-    x = _as_2d(em, node, xs[0], c, "Cropping1D")
+    x, c = _as_2d(em, node, xs[0], "Cropping1D")
     y = em.layer("Cropping2D", {"cropping": [node.attrs["cropping"], [0, 0]], "data_format": "channels_last"},
                  [x], base=f"{node.name}_crop")
     return _as_1d(em, node, y, c)
@@ -364,8 +390,7 @@ def cropping1d(em, node, xs):
 
 @mapping("UpSampling1D")
 def upsampling1d(em, node, xs):
-    c = em.spec(node.inputs[0]).shape[-1]
-    x = _as_2d(em, node, xs[0], c, "UpSampling1D")
+    x, c = _as_2d(em, node, xs[0], "UpSampling1D")
     y = em.layer("UpSampling2D", {"size": [node.attrs["size"], 1], "interpolation": "nearest",
                                   "data_format": "channels_last"}, [x], base=f"{node.name}_up")
     return _as_1d(em, node, y, c)

@@ -46,10 +46,12 @@ def pack_weights(
     *,
     quantization: str | None = None,
     shard_size: int = fmt.DEFAULT_SHARD_SIZE,
+    quantize_names: set[str] | None = None,
 ) -> tuple[Manifest, dict[str, bytes]]:
     """The manifest (one group) and shard files holding ``weights`` in the given order.
 
-    ``quantization`` (uint8, uint16 or float16) applies to every float weight.
+    ``quantization`` (uint8, uint16 or float16) applies to every float weight,
+    or only to those named in ``quantize_names`` when given.
     """
     if not isinstance(shard_size, int) or shard_size < 1:
         raise ConversionError(f"the shard size must be a positive number of bytes, got {shard_size!r}")
@@ -60,7 +62,7 @@ def pack_weights(
         dtype = logical_dtype(array, name)
         entry: dict[str, Any] = {fmt.KEY_NAME: name, fmt.KEY_SHAPE: [int(d) for d in array.shape],
                                  fmt.KEY_DTYPE: dtype}
-        if quantization and dtype == "float32":
+        if quantization and dtype == "float32" and (quantize_names is None or name in quantize_names):
             stored, meta = quantize(array, quantization, name=name)
             entry[fmt.KEY_QUANTIZATION] = meta
         else:

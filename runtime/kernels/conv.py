@@ -2,8 +2,10 @@
 
 The im2col matrix is one contiguous copy of a strided window view of the
 (zero-padded) input, so numpy copies whole kernel rows (kw * C contiguous
-values) at a time; a column of ones carries the bias through the GEMM.
-Depthwise convolutions multiply-accumulate over the kernel taps instead.
+values) at a time; with few input channels those rows are short, and the
+matrix is built transposed from long runs instead (``Phases``). A column of
+ones carries the bias through the GEMM. Depthwise convolutions
+multiply-accumulate over the kernel taps. No loop over batch items or pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ _F32 = np.float32
 
 def add_bias(y: np.ndarray, bias: np.ndarray) -> None:
     """y (N, ..., F) += bias, in place; one broadcast per item, not per pixel, as F is often small."""
+    if not y.flags.c_contiguous:
+        y += bias
+        return
     per_item = y.reshape(y.shape[0], math.prod(y.shape[1:]))
     per_item += np.tile(bias, per_item.shape[1] // bias.shape[0])
 
@@ -36,23 +41,45 @@ def _conv2d(x, w, bias, strides, dilation, pad, out_hw, groups=1) -> np.ndarray:
         if bias is not None:
             add_bias(y, bias)
         return y
+    if groups == 1 and (kw * c if dilation[1] == 1 else c) < 16:
+        return _conv2d_phases(x, w, bias, strides, dilation, pad, out_hw)
     view = windows(x, (kh, kw), strides, dilation, pad, out_hw)
     k = kh * kw * cpg
     fpg = f // groups
     cols = np.empty((rows, k + (bias is not None)), _F32)
     if bias is not None:
         cols[:, k] = 1
-    y = np.empty((rows, f), _F32)
+    y = np.empty((rows, f), _F32) if groups > 1 else None
     for g in range(groups):
         np.copyto(cols[:, :k].reshape(n, *out_hw, kh, kw, cpg), view[..., g * cpg:(g + 1) * cpg])
         wg = w[..., g * fpg:(g + 1) * fpg].reshape(k, fpg)
         if bias is not None:
             wg = np.concatenate([wg, bias[None, g * fpg:(g + 1) * fpg]])
-        if groups == 1:
+        if y is None:
             y = cols @ wg
         else:
             y[:, g * fpg:(g + 1) * fpg] = cols @ wg
     return y.reshape(n, *out_hw, f)
+
+
+def _conv2d_phases(x, w, bias, strides, dilation, pad, out_hw) -> np.ndarray:
+    """_conv2d for few input channels, where a window row is too short a copy: the im2col matrix is built
+    transposed, one row per (tap, channel), each row a long run read from ``Phases``."""
+    n, c = x.shape[0], x.shape[3]
+    kh, kw, _, f = w.shape
+    ph = Phases(x, (kh, kw), strides, dilation, pad, out_hw)
+    k = kh * kw * c
+    cols = np.empty((k + (bias is not None), n, ph.size), _F32)
+    for i in range(kh):
+        for j in range(kw):
+            t = i * kw + j
+            cols[t * c:(t + 1) * c] = ph.tap(i, j).transpose(2, 0, 1)
+    wk = w.reshape(k, f)
+    if bias is not None:
+        cols[k] = 1
+        wk = np.concatenate([wk, bias[None]])
+    y = cols.reshape(len(cols), n * ph.size).T @ wk
+    return np.ascontiguousarray(y.reshape(n, out_hw[0], ph.width, f)[:, :, :out_hw[1]])
 
 
 @kernel("Conv2D")

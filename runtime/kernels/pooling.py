@@ -17,46 +17,49 @@ _F32 = np.float32
 
 
 def _reduce_axis(x, axis, k, s, padding, combine, fill):
-    """out[o] = combine of x[o*s + i - pad] over taps i < k along axis (outside x skipped), and the tap counts."""
+    """out[o] = combine of x[o*s + i - pad] over taps i < k along axis (outside x skipped), and the spans
+    ``(lo, hi)`` of outputs each tap reaches."""
     n_out, pad = out_and_pad(x.shape[axis], k, s, 1, padding)
     lead = (slice(None),) * axis
     spans = [tap_range(x.shape[axis], n_out, s, i - pad) for i in range(k)]
-    count = np.zeros(n_out, _F32)
-    for lo, hi, _ in spans:
-        count[lo:hi] += 1
     full = [src for lo, hi, src in spans if (lo, hi) == (0, n_out)]
-    rest = [(lo, hi, src) for lo, hi, src in spans if (lo, hi) != (0, n_out)]
-    if len(full) >= 2:  # the first pass writes the output, no copy or fill first
+    rest = [(slice(0, n_out), src) for src in full[2:]]
+    rest += [(slice(lo, hi), src) for lo, hi, src in spans if (lo, hi) != (0, n_out)]
+    if len(full) >= 2:  # the first pass writes the output: no copy or fill first
         out = combine(x[lead + (full[0],)], x[lead + (full[1],)])
     elif full:
         out = x[lead + (full[0],)].copy()
     else:
-        out = np.full((*x.shape[:axis], n_out, *x.shape[axis + 1:]), fill, _F32)
-    rest = [(0, n_out, src) for src in full[2:]] + rest
-    for lo, hi, src in rest:
-        dst = out[lead + (slice(lo, hi),)]
+        out = np.full((*x.shape[:axis], n_out, *x.shape[axis + 1:]), fill, x.dtype)
+    for dst_range, src in rest:
+        dst = out[lead + (dst_range,)]
         combine(dst, x[lead + (src,)], out=dst)
-    return out, count
+    return out, [(lo, hi) for lo, hi, _ in spans]
 
 
-def _pool(x, pool_size, strides, padding, combine, fill):
-    """Reduce every window over the spatial axes 1.. of x; returns the result and the real-sample counts."""
-    counts = []
-    for axis, (k, s) in enumerate(zip(pool_size, strides, strict=True), start=1):
-        x, count = _reduce_axis(x, axis, k, s, padding, combine, fill)
-        counts.append(count)
-    total = counts[0] if len(counts) == 1 else np.multiply.outer(counts[0], counts[1])
-    return x, total
+def _count(spans, n_out):
+    count = np.zeros(n_out, _F32)
+    for lo, hi in spans:
+        count[lo:hi] += 1
+    return count
 
 
 def _max(x, pool_size, strides, padding):
-    return _pool(x, pool_size, strides, padding, np.maximum, -np.inf)[0]
+    # Max pooling keeps the input dtype (the catalogue's keeps_dtype): pad with that dtype's lowest value.
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    for axis, (k, s) in enumerate(zip(pool_size, strides, strict=True), start=1):
+        x, _ = _reduce_axis(x, axis, k, s, padding, np.maximum, lowest)
+    return x
 
 
 def _mean(x, pool_size, strides, padding):
-    y, count = _pool(x, pool_size, strides, padding, np.add, 0)
-    y /= count[..., None]
-    return y
+    count = None
+    for axis, (k, s) in enumerate(zip(pool_size, strides, strict=True), start=1):
+        x, spans = _reduce_axis(x, axis, k, s, padding, np.add, 0)
+        c = _count(spans, x.shape[axis])
+        count = c if count is None else np.multiply.outer(count, c)
+    x /= count[..., None]
+    return x
 
 
 @kernel("MaxPooling2D")

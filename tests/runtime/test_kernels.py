@@ -94,6 +94,28 @@ def test_every_op_has_a_kernel():
     assert sorted(OPS) == sorted(KERNELS)
 
 
+@pytest.mark.parametrize("op,attrs,shapes", [
+    ("MaxPooling2D", {"padding": "same", "pool_size": [3, 3]}, [(2, 5, 5, 3)]),
+    ("MaxPooling1D", {"padding": "same", "pool_size": [3]}, [(2, 5, 3)]),
+    ("GlobalMaxPooling2D", {}, [(2, 4, 4, 3)]), ("GlobalMaxPooling1D", {}, [(2, 4, 3)]), ("Identity", {}, [(2, 3)]),
+    ("Flatten", {}, [(2, 3, 4)]), ("Reshape", {"target_shape": [4, 3]}, [(2, 3, 4)]),
+    ("Permute", {"dims": [2, 1]}, [(2, 3, 4)]), ("RepeatVector", {"n": 2}, [(2, 3)]),
+    ("Maximum", {}, [(2, 3), (2, 3)]), ("Minimum", {}, [(2, 3), (2, 3)]), ("Concatenate", {}, [(2, 3), (2, 2)]),
+    ("ZeroPadding1D", {}, [(2, 3, 2)]), ("ZeroPadding2D", {}, [(2, 3, 3, 2)]),
+    ("Cropping1D", {}, [(2, 4, 2)]), ("Cropping2D", {"cropping": [[1, 0], [0, 1]]}, [(2, 3, 3, 2)]),
+    ("UpSampling1D", {}, [(2, 3, 2)]),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_data_movers_keep_integer_dtypes(op, attrs, shapes):
+    # The catalogue's keeps_dtype ops get integer tensors as they are: same dtype out, same values as on floats.
+    assert OPS[op].keeps_dtype
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(-100, 100, s).astype(np.int32) for s in shapes]
+    full = {**copy.deepcopy({k: a.default for k, a in OPS[op].attrs.items()}), **attrs}
+    got = KERNELS[op](*xs, **full)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, KERNELS[op](*(x.astype(np.float32) for x in xs), **full))
+
+
 # ---------------------------------------------------------------- activations
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -197,6 +219,16 @@ def test_conv2d(row):
     run("Conv2D", {"filters": 5, **row}, [shape])
 
 
+@pytest.mark.parametrize("k,s,d,pad", [([3, 3], [1, 1], [1, 1], "same"), ([3, 3], [2, 2], [1, 1], "same"),
+                                       ([5, 3], [1, 1], [2, 2], "same"), ([3, 3], [1, 2], [1, 1], "valid"),
+                                       ([2, 2], [2, 2], [1, 1], "valid")], ids=str)
+def test_conv2d_many_channels(k, s, d, pad):
+    # 16 input channels take the window-view im2col (kernel rows of kw*C values); the rows above, with few
+    # channels, the transposed one built from Phases.
+    run("Conv2D", {"filters": 7, "kernel_size": k, "strides": s, "dilation_rate": d, "padding": pad,
+                   "activation": "relu"}, [(2, 9, 8, 16)])
+
+
 @pytest.mark.parametrize("groups,filters,use_bias,activation,cin", [
     (2, 4, True, "relu", 4), (4, 8, False, "linear", 8), (3, 6, True, "tanh", 3), (1, 3, False, "sigmoid", 1),
     (1, 16, True, "relu6", 3),
@@ -217,6 +249,11 @@ def test_conv1d(k, s, d, pad, groups):
                    "groups": groups, "activation": "relu"}, [(3, 11, 4)])
 
 
+@pytest.mark.parametrize("pad", ["valid", "same", "causal"])
+def test_conv1d_many_channels(pad):
+    run("Conv1D", {"filters": 6, "kernel_size": [3], "padding": pad, "use_bias": False}, [(2, 9, 24)])
+
+
 @pytest.mark.parametrize("k,s,d,pad,mult,use_bias", [
     ([3, 3], [1, 1], [1, 1], "same", 1, True), ([3, 3], [2, 2], [1, 1], "same", 1, False),
     ([3, 3], [2, 2], [1, 1], "valid", 2, True), ([2, 3], [2, 2], [1, 1], "same", 3, True),
@@ -224,13 +261,16 @@ def test_conv1d(k, s, d, pad, groups):
     ([1, 1], [1, 1], [1, 1], "valid", 2, True), ([4, 4], [3, 3], [1, 1], "same", 1, True),
     ([3, 3], [1, 1], [1, 1], "valid", 1, True),
 ], ids=str)
-def test_depthwise_conv2d(k, s, d, pad, mult, use_bias):
+@pytest.mark.parametrize("cin", [3, 40])  # below and above the 32 channels where the kernel switches to einsum
+def test_depthwise_conv2d(k, s, d, pad, mult, use_bias, cin):
     run("DepthwiseConv2D", {"kernel_size": k, "strides": s, "dilation_rate": d, "padding": pad,
-                            "depth_multiplier": mult, "use_bias": use_bias, "activation": "relu6"}, [(2, 9, 10, 3)])
+                            "depth_multiplier": mult, "use_bias": use_bias, "activation": "relu6"},
+        [(2, 9, 10, cin)])
 
 
 @pytest.mark.parametrize("k,s,d,pad,mult,filters,use_bias", [
-    ([3, 3], [1, 1], [1, 1], "same", 1, 4, True), ([3, 3], [2, 2], [1, 1], "valid", 2, 5, False),
+    ([3, 3], [1, 1], [1, 1], "same", 11, 4, True), ([3, 3], [1, 1], [1, 1], "same", 1, 4, True),
+    ([3, 3], [2, 2], [1, 1], "valid", 2, 5, False),
     ([2, 3], [2, 2], [1, 1], "same", 3, 2, True), ([3, 3], [1, 1], [2, 2], "same", 1, 6, True),
     ([1, 1], [1, 1], [1, 1], "valid", 1, 3, True),
 ], ids=str)

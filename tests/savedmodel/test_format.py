@@ -7,6 +7,7 @@ reached rather than the digest check in front of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -22,7 +23,9 @@ from savedmodel.bundle import (
     Signature,
     bundle_digest,
     escape_name,
+    parse_string_record,
     read_bundle,
+    string_record,
     tensor_checksum,
     unescape_name,
     write_bundle,
@@ -84,12 +87,25 @@ def assert_same(got: np.ndarray, want: np.ndarray) -> None:
         assert got.tolist() == want.tolist()
 
 
-def put_text(group: h5py.Group, name: str, text: str) -> None:
-    """(Re)write a JSON member as the writer does: a scalar fixed-length UTF-8 string."""
+def put_text(group: h5py.Group, name: str, text: str, checksum: bool = True) -> None:
+    """(Re)write a JSON member as the writer does: a scalar fixed-length UTF-8 string with its checksum."""
     if name in group:
         del group[name]
     data = np.array(text.encode(), dtype=h5py.string_dtype("utf-8", max(len(text.encode()), 1)))
-    group.create_dataset(name, data=data, dtype=data.dtype)
+    ds = group.create_dataset(name, data=data, dtype=data.dtype)
+    if checksum:
+        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(hashlib.sha256(text.encode()).hexdigest())
+
+
+def put_strings(group: h5py.Group, name: str, array: np.ndarray, **attrs: str) -> h5py.Dataset:
+    """A string tensor as FORMAT.md 3.1 stores it: uint8 records, dtype attribute and checksum."""
+    if name in group:
+        del group[name]
+    ds = group.create_dataset(name, data=np.frombuffer(string_record(array), np.uint8))
+    for key, value in {fmt.ATTR_DTYPE: "string", **attrs}.items():
+        put_attr(ds, key, value)
+    ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum("string", array).hex())
+    return ds
 
 
 def put_attr(obj: h5py.HLObject, name: str, text: str) -> None:
@@ -107,7 +123,9 @@ def _resign(path: Path, *, graph: dict | None = None, signatures: dict | str | N
         checksums = {}
         for name, ds in f[fmt.WEIGHTS].items():
             array = ds[()]
-            dtype = "string" if array.dtype == object else str(array.dtype)
+            dtype = str(array.dtype)
+            if fmt.ATTR_DTYPE in ds.attrs:
+                dtype, array = "string", parse_string_record(array.tobytes())
             checksums[unescape_name(name)] = tensor_checksum(dtype, np.asarray(array))
             ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(checksums[unescape_name(name)].hex())
         put_attr(f, fmt.ATTR_DIGEST, bundle_digest(f[fmt.GRAPH][()], checksums))
@@ -183,12 +201,32 @@ def test_str_elements_are_stored_as_utf8_bytes(tmp_path):
     assert back.graph.weights["words"].tolist() == ["héllo".encode(), b"x"]
 
 
-def test_string_storage_vlen_strings_unless_nul(tmp_path):
-    graph = dense_graph(plain=np.array([b"a", b"\xff"], dtype=object), nul=np.array([b"a\x00b"], dtype=object))
-    path = written(tmp_path, make_bundle(graph))
+def test_string_tensors_are_stored_as_uint8_records(tmp_path):
+    words = np.array([[b"a", b"\xff\x00"], [b"", b"long" * 50]], dtype=object)
+    path = written(tmp_path, make_bundle(dense_graph(words=words), assets={"labels": ["x", "y"]}))
     with h5py.File(path, "r") as f:
-        assert h5py.check_string_dtype(f[fmt.WEIGHTS]["plain"].dtype) is not None
-        assert h5py.check_vlen_dtype(f[fmt.WEIGHTS]["nul"].dtype) == np.dtype(np.uint8)
+        for ds, array in ((f[fmt.WEIGHTS]["words"], words), (f[fmt.ASSETS]["labels"], np.array([b"x", b"y"], object))):
+            assert ds.dtype == np.uint8 and ds.attrs[fmt.ATTR_DTYPE] == b"string"
+            assert ds[()].tobytes() == string_record(array)
+        record = f[fmt.ASSETS]["labels"][()].tobytes()  # rank 1, dim 2, lengths 1 and 1, then "xy"
+        assert record == bytes.fromhex("01" + "00" * 7 + "02" + "00" * 7 + ("01" + "00" * 7) * 2) + b"xy"
+
+
+def test_no_dataset_or_attribute_uses_the_global_heap(tmp_path):
+    """Variable-length data lives in HDF5's global heap, whose parser can spin forever on a damaged file."""
+    graph = dense_graph(words=np.array([b"a"], dtype=object))
+    path = written(tmp_path, make_bundle(graph, assets={"labels": ["a"], "blob": b"x"}, metadata={"k": "v"}))
+    found = []
+
+    def visit(name: str, obj: h5py.HLObject) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "O":
+            found.append(name)
+        found.extend(f"{name}@{a}" for a in obj.attrs if obj.attrs.get_id(a).get_type().is_variable_str())
+
+    with h5py.File(path, "r") as f:
+        visit("/", f)
+        f.visititems(visit)
+    assert found == []
 
 
 def test_assets_of_each_kind_round_trip_with_their_python_type(tmp_path):
@@ -210,6 +248,11 @@ def test_assets_of_each_kind_round_trip_with_their_python_type(tmp_path):
     assert_same(back["table"], assets["table"])
     assert back["tokens"].tolist() == [b"[CLS]", b"a\x00"]
     assert back["dir/sub.txt"] == ["nested", "name"]
+
+
+def test_text_assets_may_hold_any_character(tmp_path):
+    lines = ["nul\x00inside", "trailing\x00", "\U0001F600", "tab\tnewline\n"]
+    assert read_bundle(written(tmp_path, make_bundle(assets={"t": lines}))).assets["t"] == lines
 
 
 def test_tuple_of_str_and_bytearray_assets_come_back_as_list_and_bytes(tmp_path):
@@ -346,7 +389,6 @@ def test_write_refuses_bad_signatures(tmp_path, sig, match):
 @pytest.mark.parametrize("assets,match", [
     ({"cfg": {"a": 1}}, r"asset 'cfg' is a dict; expected list\[str\] \(labels, vocabulary\), bytes or numpy"),
     ({"mixed": ["a", 1]}, r"asset 'mixed' is a list; expected list\[str\]"),
-    ({"nul": ["a\x00b"]}, r"asset 'nul' has a string with a NUL character"),
     ({"": b"x"}, r"asset name '' is not a non-empty string"),
     ({"c": np.array([1 + 2j])}, r"asset 'c' has unsupported dtype complex128"),
     ({"o": np.array([b"a", 3], dtype=object)}, r"asset 'o' is a string tensor with a int element; expected bytes"),
@@ -485,8 +527,28 @@ def test_refuses_tampered_weight_bytes(tmp_path):
 def test_refuses_tampered_asset(tmp_path):
     path = written(tmp_path, make_bundle(assets={"labels": ["cat", "dog"]}))
     with h5py.File(path, "r+") as f:
-        f[fmt.ASSETS]["labels"][0] = b"cow"
+        f[fmt.ASSETS]["labels"][-3:] = np.frombuffer(b"cow", np.uint8)  # "dog" -> "cow", same lengths
     with pytest.raises(FormatError, match=r"checksum mismatch in asset 'labels'"):
+        read_bundle(path)
+
+
+@pytest.mark.parametrize("member", [fmt.SIGNATURES, fmt.METADATA, fmt.GRAPH])
+def test_refuses_edited_json_with_stale_checksum(tmp_path, member):
+    path = written(tmp_path)
+    with h5py.File(path, "r+") as f:
+        checksum = f[member].attrs[fmt.ATTR_CHECKSUM]
+        put_text(f, member, f[member][()].decode().replace("{", "{ ", 1), checksum=False)
+        f[member].attrs[fmt.ATTR_CHECKSUM] = checksum
+    with pytest.raises(FormatError, match=rf"checksum mismatch in /{member}: stored [0-9a-f]{{64}}, its text hashes "
+                                          r"to [0-9a-f]{64}; the file is corrupt or was modified"):
+        read_bundle(path)
+
+
+def test_refuses_json_without_checksum(tmp_path):
+    path = written(tmp_path)
+    with h5py.File(path, "r+") as f:
+        put_text(f, fmt.METADATA, "{}", checksum=False)
+    with pytest.raises(FormatError, match=r"/metadata has no 'sha256' attribute; expected its SHA-256 checksum"):
         read_bundle(path)
 
 
@@ -753,6 +815,56 @@ def test_refuses_unsupported_hdf5_type(tmp_path):
         read_bundle(path)
 
 
+@pytest.mark.parametrize("cut,match", [
+    (slice(0, 4), r"4 bytes cannot hold the 8-byte rank"),
+    (slice(0, -1), r"an element length of 3 exceeds the 2 bytes stored"),
+    (slice(0, 12), r"12 bytes cannot hold the 1 dims"),
+])
+def test_refuses_malformed_string_record(tmp_path, cut, match):
+    words = np.array([b"abc"], dtype=object)
+    path = written(tmp_path, make_bundle(dense_graph(words=words)))
+    with h5py.File(path, "r+") as f:
+        record = f["weights/words"][()][cut]
+        attrs = dict(f["weights/words"].attrs)
+        del f["weights/words"]
+        f.create_dataset("weights/words", data=record).attrs.update(attrs)
+    with pytest.raises(FormatError, match=rf"weight 'words' is a malformed string tensor: {match}"):
+        read_bundle(path)
+
+
+def test_refuses_string_record_with_extra_bytes(tmp_path):
+    words = np.array([b"abc"], dtype=object)
+    path = written(tmp_path, make_bundle(dense_graph(words=words)))
+    with h5py.File(path, "r+") as f:
+        record = np.concatenate([f["weights/words"][()], np.zeros(5, np.uint8)])
+        attrs = dict(f["weights/words"].attrs)
+        del f["weights/words"]
+        f.create_dataset("weights/words", data=record).attrs.update(attrs)
+    with pytest.raises(FormatError, match=r"weight 'words' is a malformed string tensor: the element lengths do not "
+                                          r"add up to the 8 bytes stored"):
+        read_bundle(path)
+
+
+def test_refuses_string_marker_on_non_uint8_dataset(tmp_path):
+    path = written(tmp_path)
+    with h5py.File(path, "r+") as f:
+        put_attr(f["weights/d%2Fbias"], fmt.ATTR_DTYPE, "string")
+    with pytest.raises(FormatError, match=r"weight 'd/bias' has dtype attribute 'string' on a float32 dataset of shape "
+                                          r"\[3\]; expected 'string' on a 1-D uint8 dataset"):
+        read_bundle(path)
+
+
+def test_refuses_variable_length_strings(tmp_path):
+    path = written(tmp_path, make_bundle(dense_graph(words=np.array([b"a"], dtype=object))))
+    with h5py.File(path, "r+") as f:
+        checksum = f["weights/words"].attrs[fmt.ATTR_CHECKSUM]
+        del f["weights/words"]
+        ds = f.create_dataset("weights/words", data=np.array([b"a"], dtype=object), dtype=h5py.string_dtype())
+        ds.attrs[fmt.ATTR_CHECKSUM] = checksum
+    with pytest.raises(FormatError, match=r"weight 'words' has a variable-length HDF5 type; expected a fixed-size type"):
+        read_bundle(path)
+
+
 def test_refuses_group_in_place_of_weight(tmp_path):
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
@@ -813,18 +925,14 @@ def test_refuses_asset_whose_kind_does_not_fit_its_data(tmp_path):
     with h5py.File(path, "r+") as f:
         put_attr(f["assets/t"], fmt.ATTR_ASSET_KIND, "text")
     with pytest.raises(FormatError, match=r"asset 't' of kind 'text' is a float64 array of shape \[2\]; expected a "
-                                          r"1-D string dataset"):
+                                          r"1-D string tensor"):
         read_bundle(path)
 
 
 def test_refuses_text_asset_that_is_not_utf8(tmp_path):
     path = written(tmp_path, make_bundle(assets={"labels": ["a"]}))
-    bad = np.array([b"\xff"], dtype=object)
     with h5py.File(path, "r+") as f:
-        del f["assets/labels"]
-        ds = f.create_dataset("assets/labels", data=bad, dtype=h5py.string_dtype("ascii"))
-        put_attr(ds, fmt.ATTR_ASSET_KIND, "text")
-        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum("string", bad).hex())
+        put_strings(f[fmt.ASSETS], "labels", np.array([b"\xff"], dtype=object), kind="text")
     with pytest.raises(FormatError, match=r"asset 'labels' is not valid UTF-8 text"):
         read_bundle(path)
 

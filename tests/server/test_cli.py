@@ -43,10 +43,10 @@ def test_tf_serving_flag_spellings(tmp_path: Path) -> None:
     settings = settings_from_args(_parse(
         "--model_name=mnist", f"--model_base_path={tmp_path / 'm'}", "--rest_api_port", "9001",
         "--enable_batching=true", "--file_system_poll_wait_seconds=2", "--rest_api_timeout_in_ms=500",
-        "--rest_api_enable_cors_support", "--enable_model_warmup=false"))
+        "--rest_api_enable_cors_support", "--enable_model_warmup=false", "--tensorflow_intra_op_parallelism=1"))
     assert settings.port == 9001 and settings.enable_batching and settings.enable_cors
     assert settings.file_system_poll_wait_seconds == 2 and settings.request_timeout_ms == 500
-    assert not settings.enable_model_warmup
+    assert not settings.enable_model_warmup and settings.intra_op_parallelism == 1
     assert [(m.name, m.base_path) for m in settings.models] == [("mnist", (tmp_path / "m").resolve())]
     defaults = settings_from_args(_parse())
     assert (defaults.host, defaults.port, defaults.models, defaults.enable_batching) == ("127.0.0.1", 8501, (), False)

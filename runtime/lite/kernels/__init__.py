@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from converters.lite.model import LiteModel, Operator, QuantParams, Tensor
+from runtime.errors import RuntimeModelError
 from runtime.lite import fixedpoint as fx
 
 Run = Callable[..., Any]
@@ -38,7 +39,7 @@ def kernel(*names: str) -> Callable[[Prepare], Prepare]:
     return register
 
 
-class KernelError(ValueError):
+class KernelError(RuntimeModelError):
     """A kernel cannot run an op as the file describes it (raised at load)."""
 
 

@@ -24,7 +24,7 @@ def _windows(ctx: OpContext, xv: np.ndarray):
     kh, kw = o["filter_height"], o["filter_width"]
     sh, sw = o["stride_h"], o["stride_w"]
     (ho, pt), (wo, pl) = (same_or_valid(n, k, s, 1, o.get("padding", "SAME"))
-                          for n, k, s in zip(xv.shape[1:3], (kh, kw), (sh, sw)))
+                          for n, k, s in zip(xv.shape[1:3], (kh, kw), (sh, sw), strict=False))
     return (kh, kw), (sh, sw), (pt, pl), (ho, wo)
 
 
@@ -120,8 +120,12 @@ def mean(ctx: OpContext):
             axes = _axes(ctx, xv.ndim)
             n = int(np.prod([xv.shape[a] for a in axes]))
             acc = (xv.astype(np.int64) - in_zp).sum(axis=axes, keepdims=keep)
-            acc = fx.multiply_by_quantized_multiplier(acc, mult, shift)
-            return np.clip(fx.round_div(acc, n) + out_zp, -128, 127).astype(np.int8)
+            # TFLite's reference QuantizedMeanOrSum folds 1/n into the multiplier
+            # with a shift of floor(log2 n) (at most 32 and 31 + shift).
+            bits = min(n.bit_length() - 1, 32, 31 + shift)
+            n_mult = ((1 << bits) * mult) // n
+            out = fx.multiply_by_quantized_multiplier(acc, n_mult, shift - bits) + out_zp
+            return np.clip(out, -128, 127).astype(np.int8)
 
         return run_int8
 

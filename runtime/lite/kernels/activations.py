@@ -1,0 +1,228 @@
+"""Activation ops: SOFTMAX, LOGISTIC, TANH, RELU, RELU6, RELU_N1_TO_1, LEAKY_RELU, HARD_SWISH, GELU, ELU.
+
+The int8 SOFTMAX, LOGISTIC and TANH follow TFLite's reference kernels, built
+on gemmlowp fixed point (``runtime.lite.gemmlowp``); TFLite's optimized
+kernels use float lookup tables instead and can differ by one step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from runtime.lite import fixedpoint as fx
+from runtime.lite import gemmlowp as gl
+from runtime.lite.kernels import INT8_MAX, INT8_MIN, OpContext, activation_range_int8, kernel, scale_zp
+
+_SOFTMAX_DIFF_BITS = 5
+_SOFTMAX_ACCUM_BITS = 12
+_SIGMOID_INPUT_BITS = 4
+
+
+def _input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
+    """TFLite's CalculateInputRadius: the largest |input| that does not saturate."""
+    max_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (total_bits - integer_bits)) / (1 << left_shift)
+    return int(math.floor(max_rescaled))
+
+
+def _greater_than_one(real: float) -> tuple[int, int]:
+    mult, shift = fx.quantize_multiplier(real)
+    if shift < 0:
+        raise ValueError(f"multiplier {real} is below one")
+    return mult, shift
+
+
+@kernel("SOFTMAX")
+def softmax(ctx: OpContext):
+    """exp(beta * x) normalised over the last axis."""
+    x = ctx.input(0)
+    beta = float(np.float32(ctx.options.get("beta", 1.0)))
+    if x.dtype == "int8":
+        in_s, _ = scale_zp(ctx.quant(x, "input"))
+        real = min(beta * in_s * (1 << (31 - _SOFTMAX_DIFF_BITS)), (1 << 31) - 1.0)
+        mult, left = _greater_than_one(real)
+        diff_min = -_input_radius(_SOFTMAX_DIFF_BITS, left)
+
+        def run_int8(xv):
+            v = xv.astype(np.int64)
+            diff = v - v.max(axis=-1, keepdims=True)
+            live = diff >= diff_min
+            scaled = fx.saturating_rounding_doubling_high_mul(diff * (1 << left), mult)
+            exps = gl.exp_on_negative_values(scaled, _SOFTMAX_DIFF_BITS)
+            terms = np.where(live, gl.rescale(exps, 0, _SOFTMAX_ACCUM_BITS), 0)
+            total = terms.sum(axis=-1, keepdims=True)
+            scale, bits_over_unit = gl.reciprocal(total, _SOFTMAX_ACCUM_BITS)
+            unsat = fx.rounding_divide_by_pot(fx.saturating_rounding_doubling_high_mul(scale, exps),
+                                              bits_over_unit + 31 - 8)
+            out = np.clip(unsat + INT8_MIN, INT8_MIN, INT8_MAX)
+            return np.where(live, out, INT8_MIN).astype(np.int8)
+
+        return run_int8
+
+    def run_float(xv):
+        z = (xv - xv.max(axis=-1, keepdims=True)) * np.float32(beta)
+        e = np.exp(z)
+        e /= e.sum(axis=-1, keepdims=True)
+        return e
+
+    return run_float
+
+
+def _sigmoid_like(ctx: OpContext, fn, out_bits: int, out_zp: int, float_fn):
+    x = ctx.input(0)
+    if x.dtype != "int8":
+        return float_fn
+    in_s, in_zp = scale_zp(ctx.quant(x, "input"))
+    mult, left = _greater_than_one(in_s * (1 << (31 - _SIGMOID_INPUT_BITS)))
+    radius = _input_radius(_SIGMOID_INPUT_BITS, left)
+
+    def run_int8(xv):
+        v = xv.astype(np.int64) - in_zp
+        q4 = fx.multiply_by_quantized_multiplier(v, mult, left)
+        q0 = fn(q4, _SIGMOID_INPUT_BITS)
+        out = np.clip(fx.rounding_divide_by_pot(q0, 31 - out_bits) + out_zp, INT8_MIN, INT8_MAX)
+        out = np.where(v <= -radius, INT8_MIN, out)
+        return np.where(v >= radius, INT8_MAX, out).astype(np.int8)
+
+    return run_int8
+
+
+@kernel("LOGISTIC")
+def logistic(ctx: OpContext):
+    """1 / (1 + exp(-x)); int8 output scale 1/256, zero point -128."""
+    return _sigmoid_like(ctx, gl.logistic, 8, -128,
+                         lambda xv: (1.0 / (1.0 + np.exp(-xv.astype(np.float64)))).astype(np.float32))
+
+
+@kernel("TANH")
+def tanh(ctx: OpContext):
+    """tanh(x); int8 output scale 1/128, zero point 0."""
+    return _sigmoid_like(ctx, gl.tanh, 7, 0, lambda xv: np.tanh(xv))
+
+
+def _relu_family(ctx: OpContext, activation: str, lo_f: float | None, hi_f: float | None):
+    x, y = ctx.input(0), ctx.output()
+    if x.dtype == "int8":
+        in_s, in_zp = scale_zp(ctx.quant(x, "input"))
+        out_s, out_zp = scale_zp(ctx.quant(y, "output"))
+        mult, shift = fx.quantize_multiplier(in_s / out_s)
+        lo, hi = activation_range_int8(activation, ctx.quant(y, "output"))
+
+        def run_int8(xv):
+            v = fx.multiply_by_quantized_multiplier(xv.astype(np.int64) - in_zp, mult, shift) + out_zp
+            return np.clip(v, lo, hi).astype(np.int8)
+
+        return run_int8
+    return lambda xv: np.clip(xv, np.float32(lo_f) if lo_f is not None else None,
+                              np.float32(hi_f) if hi_f is not None else None)
+
+
+@kernel("RELU")
+def relu(ctx: OpContext):
+    """max(x, 0)."""
+    return _relu_family(ctx, "RELU", 0.0, None)
+
+
+@kernel("RELU6")
+def relu6(ctx: OpContext):
+    """min(max(x, 0), 6)."""
+    return _relu_family(ctx, "RELU6", 0.0, 6.0)
+
+
+@kernel("RELU_N1_TO_1")
+def relu_n1_to_1(ctx: OpContext):
+    """min(max(x, -1), 1)."""
+    return _relu_family(ctx, "RELU_N1_TO_1", -1.0, 1.0)
+
+
+@kernel("LEAKY_RELU")
+def leaky_relu(ctx: OpContext):
+    """x for x >= 0, alpha * x below."""
+    x, y = ctx.input(0), ctx.output()
+    alpha = np.float32(ctx.options.get("alpha", 0.2))
+    if x.dtype == "int8":
+        in_s, in_zp = scale_zp(ctx.quant(x, "input"))
+        out_s, out_zp = scale_zp(ctx.quant(y, "output"))
+        m_id, s_id = fx.quantize_multiplier(in_s / out_s)
+        m_a, s_a = fx.quantize_multiplier(float(np.float32(np.float32(in_s) * alpha) / np.float32(out_s)))
+
+        def run_int8(xv):
+            v = xv.astype(np.int64) - in_zp
+            pos = fx.multiply_by_quantized_multiplier(v, m_id, s_id)
+            neg = fx.multiply_by_quantized_multiplier(v, m_a, s_a)
+            return np.clip(np.where(v >= 0, pos, neg) + out_zp, INT8_MIN, INT8_MAX).astype(np.int8)
+
+        return run_int8
+    return lambda xv: np.where(xv >= 0, xv, alpha * xv).astype(np.float32)
+
+
+@kernel("HARD_SWISH")
+def hard_swish(ctx: OpContext):
+    """x * relu6(x + 3) / 6 (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 HARD_SWISH is not supported by this runtime yet")
+    return lambda xv: xv * np.clip(xv + np.float32(3), np.float32(0), np.float32(6)) / np.float32(6)
+
+
+@kernel("ELU")
+def elu(ctx: OpContext):
+    """x for x > 0, exp(x) - 1 below (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 ELU is not supported by this runtime yet")
+    return lambda xv: np.where(xv > 0, xv, np.expm1(np.minimum(xv, 0))).astype(np.float32)
+
+
+@kernel("GELU")
+def gelu(ctx: OpContext):
+    """x * Phi(x), exact or tanh-approximated (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 GELU is not supported by this runtime yet")
+    approximate = bool(ctx.options.get("approximate", False))
+
+    def run(xv):
+        v = xv.astype(np.float64)
+        if approximate:
+            return (0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))).astype(np.float32)
+        from runtime.kernels.activations import erf
+
+        return (0.5 * v * (1 + erf(v / math.sqrt(2)))).astype(np.float32)
+
+    return run
+
+
+@kernel("EXP")
+def exp(ctx: OpContext):
+    """exp(x) (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 EXP is not supported by this runtime yet")
+    return np.exp
+
+
+@kernel("RSQRT")
+def rsqrt(ctx: OpContext):
+    """1 / sqrt(x) (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 RSQRT is not supported by this runtime yet")
+    return lambda xv: (1 / np.sqrt(xv)).astype(np.float32)
+
+
+@kernel("ABS")
+def abs_(ctx: OpContext):
+    """|x| (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 ABS is not supported by this runtime yet")
+    return np.abs
+
+
+@kernel("LOG_SOFTMAX")
+def log_softmax(ctx: OpContext):
+    """x - log(sum(exp(x))) over the last axis (float32)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("int8 LOG_SOFTMAX is not supported by this runtime yet")
+
+    def run(xv):
+        z = xv - xv.max(axis=-1, keepdims=True)
+        return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
+
+    return run
