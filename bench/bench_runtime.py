@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -143,18 +144,18 @@ def main() -> None:
                 x = rng.standard_normal((batch, *shape)).astype(np.float32)
                 ref = model.predict_on_batch(x)
                 np.testing.assert_allclose(ours.predict(x), ref, rtol=1e-4, atol=1e-5)
-                t_ours = timeit(lambda: ours.predict(x), args.repeats)
-                t_keras = timeit(lambda: model.predict_on_batch(x), args.repeats)
-                t_ort = timeit(lambda: sess.run(None, {onnx_input: x}), args.repeats)
+                t_ours = timeit(partial(ours.predict, x), args.repeats)
+                t_keras = timeit(partial(model.predict_on_batch, x), args.repeats)
+                t_ort = timeit(partial(sess.run, None, {onnx_input: x}), args.repeats)
                 row[f"b{batch}_ours_ms"] = t_ours * 1e3
                 row[f"b{batch}_keras_ms"] = t_keras * 1e3
                 row[f"b{batch}_ort_ms"] = t_ort * 1e3
                 row[f"b{batch}_vs_keras"] = t_keras / t_ours
                 row[f"b{batch}_vs_ort"] = t_ort / t_ours
             cold_shape = (1, *shape)
-            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(bundle), shape=cold_shape), max(3, args.repeats // 2))
-            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(keras_file), shape=cold_shape),
-                                             max(3, args.repeats // 2))
+            runs = max(3, args.repeats // 2)
+            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(bundle), shape=cold_shape), runs)
+            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(keras_file), shape=cold_shape), runs)
             row.update(cold_ours_s=ours_in, cold_ours_process_s=ours_out, cold_keras_s=keras_in,
                        cold_keras_process_s=keras_out, cold_ratio=ours_in / keras_in)
             results[name] = row

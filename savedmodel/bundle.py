@@ -43,7 +43,6 @@ _UNESCAPE = {"25": "%", "2F": "/", "2E": "."}
 _MAX_RANK = 32
 _HEX_DTYPE = np.dtype("S64")  # checksums are stored as fixed-length hex strings
 _CHECKSUM_KEY = fmt.ATTR_CHECKSUM.encode()
-_DTYPE_KEY = fmt.ATTR_DTYPE.encode()
 _TAMPERED = "the file is corrupt or was modified after it was written; export the model again"
 
 
@@ -177,10 +176,10 @@ def parse_string_record(data: bytes) -> np.ndarray:
     return out.reshape(shape)
 
 
-def tensor_checksum(dtype: str, array: np.ndarray) -> bytes:
+def tensor_checksum(dtype: str, array: np.ndarray, prefix: bytes = b"") -> bytes:
     """SHA-256 of a tensor record: dtype name, shape and element bytes (FORMAT.md, section 8)."""
     name = dtype.encode("ascii")
-    h = hashlib.sha256(_U64.pack(len(name)) + name)
+    h = hashlib.sha256(prefix + _U64.pack(len(name)) + name)
     if dtype == "string":
         h.update(string_record(array))
     else:
@@ -188,6 +187,13 @@ def tensor_checksum(dtype: str, array: np.ndarray) -> bytes:
         little = array.dtype.newbyteorder("<")
         h.update(np.ascontiguousarray(array if array.dtype == little else array.astype(little)))
     return h.digest()
+
+
+def asset_checksum(name: str, kind: str, dtype: str, array: np.ndarray) -> bytes:
+    """SHA-256 binding an asset's name and kind to its tensor record (FORMAT.md, section 8)."""
+    key, kind_bytes = name.encode("utf-8"), kind.encode("utf-8")
+    prefix = _U64.pack(len(key)) + key + _U64.pack(len(kind_bytes)) + kind_bytes
+    return tensor_checksum(dtype, array, prefix)
 
 
 def bundle_digest(graph_json: bytes, checksums: dict[str, bytes]) -> str:
@@ -305,7 +311,7 @@ def _write_file(
         ds = _write_tensor(group, escape_name(name), dtype, array)
         data = _fixed_string(kind)
         ds.attrs.create(fmt.ATTR_ASSET_KIND, data=data, dtype=data.dtype)
-        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum(dtype, array).hex())
+        ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(asset_checksum(name, kind, dtype, array).hex())
 
 
 def _fixed_string(text: str) -> np.ndarray:
@@ -454,7 +460,7 @@ class _Reader:
         missing = [name for name in fmt.REQUIRED_MEMBERS if name not in members]
         if missing:
             raise self.fail(f"not a savedmodel bundle: {', '.join('/' + m for m in missing)} missing; expected "
-                            f"/{fmt.GRAPH}, /{fmt.SIGNATURES} and /{fmt.WEIGHTS}")
+                            f"{', '.join('/' + m for m in fmt.REQUIRED_MEMBERS)}")
         graph_bytes = self.text(fmt.GRAPH)
         graph_json = self.json(fmt.GRAPH, graph_bytes)
         weights, checksums = self.weights(graph_json.get(fmt.GRAPH_WEIGHTS))
@@ -463,10 +469,10 @@ class _Reader:
             raise self.fail(f"digest mismatch: the file records {attrs[fmt.ATTR_DIGEST]}, its graph and weights "
                             f"hash to {digest}; {_TAMPERED}")
         graph, specs = self.graph(graph_json, weights)
-        assets, kinds = self.assets() if fmt.ASSETS in members else ({}, {})
+        assets, kinds = self.assets()
         signatures = self.signatures()
         _check_signatures(self.path, signatures, _tensor_names(graph, specs), kinds)
-        metadata = self.json(fmt.METADATA, self.text(fmt.METADATA)) if fmt.METADATA in members else {}
+        metadata = self.json(fmt.METADATA, self.text(fmt.METADATA))
         return Bundle(
             graph, signatures, assets, metadata,
             format_version=attrs[fmt.ATTR_FORMAT_VERSION], producer=attrs[fmt.ATTR_PRODUCER],
@@ -474,15 +480,17 @@ class _Reader:
         )
 
     # -- structure ----------------------------------------------------------------------
-    def header(self) -> dict[str, str]:
-        attrs = {name: self.str_attr(self.f.id, name, "the root") for name in (
-            fmt.ATTR_FORMAT, fmt.ATTR_FORMAT_VERSION, fmt.ATTR_PRODUCER, fmt.ATTR_PRODUCER_VERSION,
-            fmt.ATTR_CREATED, fmt.ATTR_DIGEST)}
-        name = attrs[fmt.ATTR_FORMAT]
+    def header(self) -> dict[str, str | None]:
+        try:
+            name = self.str_attr(self.f.id, fmt.ATTR_FORMAT, "the root")
+        except FormatError:  # another program's 'format' attribute, of another type
+            name = "<not a string>"
         if name != fmt.FORMAT_NAME:
             found = "has no 'format' attribute" if name is None else f"has format={name!r}"
             raise self.fail(f"not a savedmodel bundle: the HDF5 file {found}; expected format={fmt.FORMAT_NAME!r} "
                             f"(write bundles with savedmodel.save, import other models with savedmodel.importers)")
+        attrs = {key: self.str_attr(self.f.id, key, "the root") for key in (
+            fmt.ATTR_FORMAT_VERSION, fmt.ATTR_PRODUCER, fmt.ATTR_PRODUCER_VERSION, fmt.ATTR_CREATED, fmt.ATTR_DIGEST)}
         version = attrs[fmt.ATTR_FORMAT_VERSION]
         match = _VERSION_RE.fullmatch(version or "")
         if match is None:
@@ -500,7 +508,7 @@ class _Reader:
                             f"'{fmt.DIGEST_PREFIX}<64 hex digits>'")
         for key in (fmt.ATTR_PRODUCER, fmt.ATTR_PRODUCER_VERSION, fmt.ATTR_CREATED):
             attrs[key] = attrs[key] or ""
-        return attrs  # type: ignore[return-value]
+        return attrs
 
     def str_attr(self, oid: h5py.h5o.ObjectID, name: str, where: str) -> str | None:
         """A scalar fixed-length string attribute, or None if absent."""
@@ -635,7 +643,7 @@ class _Reader:
     def tensor(self, dsid: h5d.DatasetID, what: str) -> tuple[str, np.ndarray]:
         """(IR dtype, array) of a checked dataset; string tensors as object arrays of bytes."""
         shape, dt = self.check_dataset(dsid, what)
-        marker = self.str_attr(dsid, fmt.ATTR_DTYPE, what) if h5a.exists(dsid, _DTYPE_KEY) else None
+        marker = self.str_attr(dsid, fmt.ATTR_DTYPE, what)
         if marker is not None:
             if marker != "string" or dt != np.uint8 or len(shape) != 1:
                 raise self.fail(f"{what} has dtype attribute {marker!r} on a {dt} dataset of shape {list(shape)}; "
@@ -661,10 +669,9 @@ class _Reader:
             dsid.read(h5s.ALL, h5s.ALL, array, _mtype(array.dtype))
         return dtype, array
 
-    def verified(self, dsid: h5d.DatasetID, dtype: str, array: np.ndarray, what: str) -> bytes:
-        """The tensor's checksum, after comparing it with the stored one."""
+    def verified(self, dsid: h5d.DatasetID, actual: bytes, what: str) -> bytes:
+        """``actual`` (a checksum of what was read), after comparing it with the stored one."""
         stored = self.checksum_attr(dsid, what)
-        actual = tensor_checksum(dtype, array)
         if stored != actual.hex().encode("ascii"):
             raise self.fail(f"checksum mismatch in {what}: stored {stored.decode('ascii', 'replace')}, its data "
                             f"hashes to {actual.hex()}; {_TAMPERED}")
@@ -700,7 +707,7 @@ class _Reader:
             if want != (dtype, list(array.shape)):
                 raise self.fail(f"{what} is {dtype} {list(array.shape)} in the file but the graph declares "
                                 f"{want}; {_TAMPERED}")
-            checksums[key] = self.verified(dsid, dtype, array, what)
+            checksums[key] = self.verified(dsid, tensor_checksum(dtype, array), what)
             weights[key] = array
         return weights, checksums
 
@@ -722,18 +729,20 @@ class _Reader:
         kinds: dict[str, str] = {}
         for name in names:
             key = unescape_name(name)
-            what = f"asset {name!r}"
             if key is None:
-                raise self.fail(f"{what} is not a canonically escaped name; expected names escaped as in FORMAT.md")
+                raise self.fail(f"/{fmt.ASSETS}/{name} is not a canonically escaped name; expected names escaped "
+                                "as in FORMAT.md")
+            what = f"asset {key!r}"
             dsid = self.dataset(gid, name, what)
             kind = self.str_attr(dsid, fmt.ATTR_ASSET_KIND, what)
             if kind not in fmt.ASSET_KINDS:
-                if self.minor > fmt.FORMAT_VERSION[1]:
+                if kind is not None and self.minor > fmt.FORMAT_VERSION[1]:
                     log.warning("%s: skipping asset %r of kind %r, unknown to this reader", self.path, key, kind)
                     continue
-                raise self.fail(f"{what} has kind {kind!r}; expected one of {', '.join(fmt.ASSET_KINDS)}")
+                found = f"has no {fmt.ATTR_ASSET_KIND!r} attribute" if kind is None else f"has kind {kind!r}"
+                raise self.fail(f"{what} {found}; expected one of {', '.join(fmt.ASSET_KINDS)}")
             dtype, array = self.tensor(dsid, what)
-            self.verified(dsid, dtype, array, what)
+            self.verified(dsid, asset_checksum(key, kind, dtype, array), what)
             assets[key] = self.asset_value(kind, dtype, array, what)
             kinds[key] = kind
         return assets, kinds

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
 
     try:
-        from server.cli import add_arguments, run as serve
+        from server.cli import add_arguments
+        from server.cli import run as serve
     except ImportError:  # the server extra is not installed
         pass
     else:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from savedmodel.bundle import Bundle, Signature
 from savedmodel.errors import SavedModelError, UnsupportedError

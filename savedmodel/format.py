@@ -39,7 +39,7 @@ SIGNATURES = "signatures"  # scalar UTF-8 string dataset: {name: Signature.to_js
 METADATA = "metadata"  # scalar UTF-8 string dataset: free-form JSON object
 WEIGHTS = "weights"  # group: one dataset per weight key
 ASSETS = "assets"  # group: one dataset per asset name
-REQUIRED_MEMBERS = (GRAPH, SIGNATURES, WEIGHTS)
+REQUIRED_MEMBERS = (GRAPH, SIGNATURES, METADATA, WEIGHTS, ASSETS)
 
 # -- dataset attributes ------------------------------------------------------------
 ATTR_CHECKSUM = "sha256"  # on every dataset the reader reads: hex SHA-256 of its record or text

@@ -14,6 +14,20 @@ PY="$VENV/bin/python"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
 "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 
+# --- web converter (converters/web): TF.js for the Node.js tests and the demo page, Chromium for the browser
+# test. Idempotent: npm ci only when the lock file changed, apt only when /usr/bin/chromium is missing.
+if command -v npm >/dev/null 2>&1; then
+    if [ ! -f tests/js/node_modules/.package-lock.json ] \
+        || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+        npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+fi
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# --- end web converter ---
+
 "$PY" -m ruff check .
 # pytest exits 5 when it collected no test: that fails this script too.
 exec "$PY" -m pytest -n 2 -q -p no:cacheprovider "$@"

@@ -100,7 +100,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         config_poll_wait_seconds=settings.model_config_file_poll_wait_seconds,
     )
     metrics = Metrics(lambda: {name: [s.state for s in manager.status(name, missing_ok=True)]
-                               for name in manager.names()})
+                               for name in manager.names()}, known=manager.serves)
     threads = settings.batching.num_batch_threads if settings.enable_batching else settings.num_inference_threads
     executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
     batcher = Batcher(settings.batching, executor, metrics) if settings.enable_batching else None

@@ -378,6 +378,10 @@ class ModelManager:
 
     # -- status ---------------------------------------------------------------------------------
 
+    def serves(self, name: str) -> bool:
+        """Whether ``name`` is a configured model (cheap: no lock, a dict lookup)."""
+        return name in self._models
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._models)

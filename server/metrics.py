@@ -7,7 +7,8 @@ scrape time.
 
 Exposed at ``/monitoring/prometheus/metrics`` (TF Serving's path):
 
-- ``serving_requests_total{model,protocol,api,code}``: requests by HTTP status
+- ``serving_requests_total{model,protocol,api,code}``: requests by HTTP status (``model="_unknown"``
+  for names that are not served)
 - ``serving_request_latency_seconds{model,protocol,api}``: latency of successful requests
 - ``serving_batch_size_rows{model}`` / ``serving_batch_size_requests{model}``: per executed batch
 - ``serving_batch_padding_rows_total{model}``: rows added to reach an allowed batch size
@@ -26,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 SCOPE_KEY = "serving.metric_labels"  # routes store (model, protocol, api) here
+UNKNOWN_MODEL = "_unknown"  # the model label of requests naming a model that is not served
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
@@ -51,7 +53,8 @@ class _StateCollector(Collector):
 class Metrics:
     """The server's metrics in a registry of their own."""
 
-    def __init__(self, states: Callable[[], dict[str, list[str]]] | None = None) -> None:
+    def __init__(self, states: Callable[[], dict[str, list[str]]] | None = None,
+                 known: Callable[[str], bool] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("serving_requests", "Requests by model, protocol, API and HTTP status",
                                 ["model", "protocol", "api", "code"], registry=self.registry)
@@ -65,6 +68,8 @@ class Metrics:
                                      ["model"], registry=self.registry)
         self.queue_wait = Histogram("serving_batch_queue_wait_seconds", "Time a request waited to be batched",
                                     ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._known = known
+        self._children: dict[tuple[tuple[str, str, str], int], tuple[Any, Any]] = {}
         if states is not None:
             self.registry.register(_StateCollector(states))
 
@@ -78,10 +83,19 @@ class Metrics:
             wait.observe(w)
 
     def request_done(self, labels: tuple[str, str, str], status: int, seconds: float) -> None:
-        model, protocol, api = labels
-        self.requests.labels(model, protocol, api, str(status)).inc()
-        if status == 200:
-            self.latency.labels(model, protocol, api).observe(seconds)
+        key = (labels, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs a lock and a dict lookup per call: keep the children
+            model, protocol, api = labels
+            if self._known is not None and not self._known(model):
+                model = UNKNOWN_MODEL  # names from URLs must not grow the series without bound
+            children = (self.requests.labels(model, protocol, api, str(status)),
+                        self.latency.labels(model, protocol, api) if status == 200 else None)
+            if len(self._children) < 10_000:  # bounded: labels come from URLs
+                self._children[key] = children
+        children[0].inc()
+        if children[1] is not None:
+            children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

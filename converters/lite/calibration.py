@@ -164,10 +164,49 @@ class RangeRecorder:
         return out
 
 
+# Elementwise ops whose TFLite kernels may write their output over an input's buffer.
+INPLACE_OPS = frozenset({"ADD", "SUB", "MUL"})
+
+
+def inplace_inputs(model: LiteModel) -> dict[int, int]:
+    """output tensor -> the input whose buffer TFLite's arena lets it overwrite.
+
+    TFLite's calibrator logs an op's inputs after the op has run; when the
+    arena planner let the op write in place (the first of its two inputs that
+    no other op reads, of the output's size, not a graph input, when the output
+    is not a graph output), that input's
+    logged range also covers the output's values. TF's converter quantizes
+    with those ranges, so reproducing them is part of matching its output.
+    """
+    readers: dict[int, int] = {}
+    for op in model.operators:
+        for t in op.inputs:
+            if t >= 0:
+                readers[t] = readers.get(t, 0) + 1
+    for t in model.outputs:
+        readers[t] = readers.get(t, 0) + 1
+    shared = {}
+    for op in model.operators:
+        if op.op not in INPLACE_OPS or op.outputs[0] in model.outputs:  # graph outputs get their own buffer
+            continue
+        out = model.tensors[op.outputs[0]]
+        for t in op.inputs[:2]:
+            x = model.tensors[t] if t >= 0 else None
+            if (x is not None and x.data is None and t not in model.inputs and readers.get(t) == 1
+                    and x.dtype == out.dtype and x.shape == out.shape):
+                shared[op.outputs[0]] = t
+                break
+    return shared
+
+
 def collect_ranges(model: LiteModel, data: Iterable[dict[str, np.ndarray]], input_names: list[str], *,
                    method: str = "minmax", percentile: float = 99.99, progress: bool | None = None,
-                   total: int | None = None) -> dict[int, tuple[float, float]]:
-    """Run the float ``model`` on every batch; the (min, max) of each float tensor it computes."""
+                   total: int | None = None, tf_compatible: bool = True) -> dict[int, tuple[float, float]]:
+    """Run the float ``model`` on every batch; the (min, max) of each float tensor it computes.
+
+    With ``tf_compatible`` the inputs that TFLite's calibrator sees overwritten
+    by an in-place ADD/SUB/MUL get the same widened range (``inplace_inputs``).
+    """
     from tqdm.auto import tqdm
 
     from runtime.lite.interpreter import Interpreter
@@ -175,6 +214,7 @@ def collect_ranges(model: LiteModel, data: Iterable[dict[str, np.ndarray]], inpu
     interpreter = Interpreter(model)
     recorder = RangeRecorder(method, percentile)
     constants = set(interpreter.constants)
+    shared = inplace_inputs(model) if tf_compatible else {}
     bar = tqdm(data, total=total, desc="calibrating", unit="batch", disable=None if progress is None else not progress,
                leave=False)
     for batch in bar:
@@ -183,4 +223,6 @@ def collect_ranges(model: LiteModel, data: Iterable[dict[str, np.ndarray]], inpu
         for index, value in values.items():
             if index not in constants and isinstance(value, np.ndarray) and value.dtype == np.float32:
                 recorder.update(index, value)
+        for out, victim in shared.items():
+            recorder.update(victim, values[out])
     return recorder.ranges()

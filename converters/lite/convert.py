@@ -91,6 +91,7 @@ def convert(
     int8_io: bool = False,
     calibration: str = "minmax",
     percentile: float = 99.99,
+    tf_compatible: bool = True,
     validation_data: Any = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
@@ -104,7 +105,10 @@ def convert(
     ``float16`` (float16 weights), ``dynamic`` (int8 weights, float
     activations) or ``float32``. ``int8_io`` makes an int8 model take and
     return int8 tensors instead of float32. ``calibration`` is ``minmax`` or
-    ``percentile`` (clipping at ``percentile``). The report measures errors
+    ``percentile`` (clipping at ``percentile``). ``tf_compatible`` reproduces
+    TF's calibration exactly, including its widened ranges for inputs that
+    TFLite overwrites in place (``calibration.inplace_inputs``); False keeps
+    the true ranges (slightly more accurate, not TF-identical). The report measures errors
     on ``validation_data`` when given, else on the first calibration samples.
 
     >>> report = convert("models/mnist", "mnist_int8.tflite", representative_data=x_calib)  # doctest: +SKIP
@@ -130,7 +134,7 @@ def convert(
                                        expected="representative data", received="None")
         keep = _Keep(batches(representative_data, input_specs, batch_size), EVALUATION_SAMPLES)
         ranges = collect_ranges(float_model, keep, input_names, method=calibration, percentile=percentile,
-                                progress=progress)
+                                progress=progress, tf_compatible=tf_compatible)
         calibration_samples = keep.samples
         quantized = quantize_int8(float_model, ranges, int8_io=int8_io)
         model, float_ops = quantized.model, quantized.float_ops

@@ -140,27 +140,38 @@ def fold_batchnorm(g: Graph, specs: Mapping[str, TensorSpec]) -> None:
         _bypass(g, producer, node)
 
 
-def fuse_relus(g: Graph) -> None:
-    """Fuse standalone ReLU / ReLU6 into their producer's activation."""
+def fuse_relus(g: Graph) -> dict[str, str]:
+    """Fuse standalone ReLU / ReLU6 into their producer.
+
+    Weighted ops take it as their ``activation`` attr; for Add, Subtract and
+    Multiply (which have no such attr) the fused activation is returned by
+    node name.
+    """
+    fused: dict[str, str] = {}
     for node in list(g.nodes):
         kind = _relu_kind(node)
         if kind is None:
             continue
         producer = _sole_producer(g, node, _FUSE_INTO)
-        if producer is None:
+        if producer is None or producer.name in fused:
             continue
-        producer.attrs["activation"] = kind
+        if producer.op in _WEIGHTED:
+            producer.attrs["activation"] = kind
+        else:
+            fused[producer.name] = kind
         _bypass(g, producer, node)
+    return fused
 
 
-def prepare_graph(graph: Graph) -> tuple[Graph, dict[str, TensorSpec]]:
-    """A validated copy of ``graph`` with identities dropped, BN folded and ReLUs fused."""
+def prepare_graph(graph: Graph) -> tuple[Graph, dict[str, TensorSpec], dict[str, str]]:
+    """A validated copy of ``graph`` with identities dropped, BN folded and ReLUs fused;
+    also the activations fused into elementwise ops, by node name."""
     g = Graph(list(graph.inputs), list(graph.outputs), [copy.deepcopy(n) for n in graph.nodes], dict(graph.weights))
     specs = g.validate()
     _drop_identities(g)
     fold_batchnorm(g, specs)
-    fuse_relus(g)
-    return g, g.validate()
+    fused = fuse_relus(g)
+    return g, g.validate(), fused
 
 
 # -- the lowering context -----------------------------------------------------------------
@@ -176,9 +187,10 @@ def _shape_and_signature(shape) -> tuple[tuple[int, ...], tuple[int, ...] | None
 class Lowering:
     """Builds the float32 LiteModel; mappings call ``tensor``, ``const``, ``new`` and ``op``."""
 
-    def __init__(self, graph: Graph, specs: dict[str, TensorSpec]) -> None:
+    def __init__(self, graph: Graph, specs: dict[str, TensorSpec], fused: dict[str, str] | None = None) -> None:
         self.graph = graph
         self.specs = specs
+        self.fused = fused or {}
         self.model = LiteModel(description=fmt.DESCRIPTION, subgraph_name=fmt.SUBGRAPH_NAME)
         self.index: dict[str, int] = {}
         self.node: Node | None = None
@@ -407,7 +419,7 @@ def _binary_chain(low: Lowering, node: Node, op: str, fused: str) -> None:
 
 @mapping("Add", "Subtract", "Multiply")
 def _elementwise(low: Lowering, node: Node) -> None:
-    act = fmt.FUSED_ACTIVATIONS.get(node.attrs.get("activation", "linear"), "NONE")
+    act = fmt.FUSED_ACTIVATIONS[low.fused.get(node.name, "linear")]
     _binary_chain(low, node, {"Add": "ADD", "Subtract": "SUB", "Multiply": "MUL"}[node.op], act)
 
 
@@ -593,13 +605,28 @@ def _batchnorm(low: Lowering, node: Node) -> None:
     _scale_shift(low, node, inv, shift)
 
 
+def _stable_order(g: Graph) -> list[Node]:
+    """The nodes in their listed order, each moved after its producers only when needed
+    (TF keeps the source model's layer order; Graph.topological_order groups by depth)."""
+    g.topological_order()  # raises GraphError on dangling tensors and cycles
+    available = {s.name for s in g.inputs}
+    pending = list(g.nodes)
+    order: list[Node] = []
+    while pending:
+        k = next(i for i, n in enumerate(pending) if all(t in available for t in n.inputs))
+        node = pending.pop(k)
+        order.append(node)
+        available.update(node.outputs)
+    return order
+
+
 def lower(graph: Graph, signatures: Mapping[str, Signature] | None = None) -> Lowered:
     """The float32 LiteModel of ``graph``; ConversionError names the first op that has no mapping."""
-    g, specs = prepare_graph(graph)
-    low = Lowering(g, specs)
+    g, specs, fused = prepare_graph(graph)
+    low = Lowering(g, specs, fused)
     for spec in g.inputs:
         low.tensor(spec.name)
-    for node in g.topological_order():
+    for node in _stable_order(g):
         fn = MAPPINGS.get(node.op)
         low.node = node
         if fn is None:

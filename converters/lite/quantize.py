@@ -136,7 +136,7 @@ class _Planner:
     def __init__(self, model: LiteModel, ranges: dict[int, tuple[float, float]]) -> None:
         self.model = model
         self.ranges = ranges
-        self.int8_ops = [op for op in model.operators if op.op in INT8_OPS]
+        self.int8_ops = [op for op in model.operators if op.op in INT8_OPS and _float_outputs(model, op)]
         self.producer = model.producers()
         self.consumers: dict[int, list[Operator]] = {}
         for op in self.int8_ops:
@@ -268,7 +268,9 @@ def quantize_int8(fm: LiteModel, ranges: dict[int, tuple[float, float]], *, int8
     for op in fm.operators:
         new = Operator(op.op, list(op.inputs), list(op.outputs), dict(op.options), op.version, op.source)
         acts = set(_activation_inputs(fm, op))
-        if op.op in INT8_OPS:
+        if not acts and not _float_outputs(fm, op):
+            pass  # integer shape arithmetic (e.g. the output shape of TRANSPOSE_CONV)
+        elif op.op in INT8_OPS:
             out_q = {t: qparams(t) for t in _float_outputs(fm, op)}
             same = out_q[op.outputs[0]] if op.op in SAME_SCALE else None
             new.inputs = [as_int8(t, same) if t in acts else t for t in op.inputs]

@@ -11,7 +11,8 @@ True
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from converters.web.graph_writer import a_bool, a_float, a_int, a_ints, a_str, a_type
 from savedmodel.errors import UnsupportedError
@@ -99,7 +100,8 @@ def dynamic_shape(em: GraphEmitter, x: str, dims: list[int], base: str) -> str:
     """The shape tensor (the actual batch size of x, *dims)."""
     shape = em.op("Shape", [x], f"{base}/Shape", T=F32, out_type=a_type("int32"))
     n = em.op("StridedSlice", [shape, em.ints([0], f"{base}/begin"), em.ints([1], f"{base}/end"),
-                               em.ints([1], f"{base}/strides")], f"{base}/batch", Index=a_type("int32"), T=a_type("int32"))
+                               em.ints([1], f"{base}/strides")], f"{base}/batch", Index=a_type("int32"),
+              T=a_type("int32"))
     return em.op("ConcatV2", [n, em.ints(dims, f"{base}/dims"), em.ints(0, f"{base}/axis")], f"{base}/target",
                  N=a_int(2), T=a_type("int32"))
 

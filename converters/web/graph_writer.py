@@ -14,8 +14,9 @@ base64, as TF.js decodes them, and ``versions`` is present (TF.js needs it).
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +157,9 @@ def graph_model(graph: Graph, specs: dict[str, TensorSpec]) -> GraphModel:
         out = fn(em, node, [refs[t] for t in node.inputs])
         for t in node.outputs:
             refs[t] = out
+    for node in graph.nodes:  # weights a lowering did not need still travel, so the IR graph reads back whole
+        for role in node.weights:
+            em.weight(node, role)
     outputs = []
     for spec in graph.outputs:
         # A final Identity named after the IR output, so that TF.js reports a meaningful output name.

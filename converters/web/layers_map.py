@@ -14,7 +14,8 @@ and the converter writes a graph model instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,11 +66,16 @@ def fused_activation(em: LayerEmitter, node: Node) -> tuple[str, str | None]:
     raise NotExpressible(node.name, f"activation {act!r}: {UNSUPPORTED_ACTIVATIONS.get(act, 'not in TF.js')}")
 
 
+def linear_suffix(rest: str | None) -> str:
+    """The name suffix of a layer whose activation follows as its own layer (that one takes the node's name)."""
+    return "" if rest is None else "_linear"
+
+
 def apply_activation(em: LayerEmitter, node: Node, x: str, act: str | None) -> str:
     if act is None:
         return x
     if act == "leaky_relu":  # Keras 3's leaky_relu activation has slope 0.2
-        return em.layer("LeakyReLU", {"alpha": 0.2}, [x], base=f"{node.name}_act")
+        return em.layer("LeakyReLU", {"alpha": 0.2}, [x], base=node.name)
     raise NotExpressible(node.name, f"activation {act!r}")  # pragma: no cover - fused_activation filters
 
 
@@ -81,7 +87,7 @@ def _bias(node: Node) -> bool:
 def dense(em, node, xs):
     act, rest = fused_activation(em, node)
     y = em.layer("Dense", {"units": node.attrs["units"], "activation": act, "use_bias": _bias(node)}, xs,
-                 node=node, weights=["kernel", "bias"])
+                 node=node, suffix=linear_suffix(rest), weights=["kernel", "bias"])
     return apply_activation(em, node, y, rest)
 
 
@@ -102,7 +108,7 @@ def conv(em, node, xs):
         left = node.attrs["dilation_rate"][0] * (node.attrs["kernel_size"][0] - 1)
         xs = [_pad_sequence(em, node, xs[0], [left, 0])]
         config["padding"] = "valid"
-    y = em.layer(node.op, config, xs, node=node, weights=["kernel", "bias"])
+    y = em.layer(node.op, config, xs, node=node, suffix=linear_suffix(rest), weights=["kernel", "bias"])
     return apply_activation(em, node, y, rest)
 
 
@@ -110,7 +116,8 @@ def conv(em, node, xs):
 def depthwise(em, node, xs):
     act, rest = fused_activation(em, node)
     config = {"depth_multiplier": node.attrs["depth_multiplier"], **_conv_common(node, act)}
-    y = em.layer("DepthwiseConv2D", config, xs, node=node, weights=[("kernel", "depthwise_kernel"), "bias"])
+    y = em.layer("DepthwiseConv2D", config, xs, node=node, suffix=linear_suffix(rest),
+                 weights=[("kernel", "depthwise_kernel"), "bias"])
     return apply_activation(em, node, y, rest)
 
 
@@ -119,7 +126,8 @@ def separable(em, node, xs):
     act, rest = fused_activation(em, node)
     config = {"filters": node.attrs["filters"], "depth_multiplier": node.attrs["depth_multiplier"],
               **_conv_common(node, act)}
-    y = em.layer("SeparableConv2D", config, xs, node=node, weights=["depthwise_kernel", "pointwise_kernel", "bias"])
+    y = em.layer("SeparableConv2D", config, xs, node=node, suffix=linear_suffix(rest),
+                 weights=["depthwise_kernel", "pointwise_kernel", "bias"])
     return apply_activation(em, node, y, rest)
 
 
@@ -132,7 +140,7 @@ def conv_transpose(em, node, xs):
         raise NotExpressible(node.name, "Conv2DTranspose with dilation: TF.js does not support it")
     act, rest = fused_activation(em, node)
     config = {"filters": a["filters"], **_conv_common(node, act)}
-    y = em.layer("Conv2DTranspose", config, xs, node=node, weights=["kernel", "bias"])
+    y = em.layer("Conv2DTranspose", config, xs, node=node, suffix=linear_suffix(rest), weights=["kernel", "bias"])
     return apply_activation(em, node, y, rest)
 
 

@@ -12,22 +12,18 @@ accepts both. Activations mean what they mean in the file's Keras dialect:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from converters.web import format as fmt
+from converters.web.tfjs_registry import TFJS_LAYER_CLASSES
 from savedmodel.errors import FormatError, UnsupportedError
 from savedmodel.ir import Graph, Node, TensorSpec
 
-# Layer classes TF.js 4.22 registers that the catalogue cannot express (UnsupportedError, not FormatError).
-TFJS_ONLY_CLASSES = (
-    "AlphaDropout", "AveragePooling3D", "Bidirectional", "CategoryEncoding", "CenterCrop", "Conv3D",
-    "Conv3DTranspose", "ConvLSTM2D", "Embedding", "GRU", "LSTM", "Masking", "MaxPooling3D", "RandomWidth",
-    "Resizing", "RNN", "SimpleRNN", "TimeDistributed",
-)
 # Activation strings -> IR activation, for both dialects; hard_sigmoid is handled apart.
 _ACTIVATIONS = {
     "linear": "linear", "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh",
@@ -435,7 +431,7 @@ def _apply(r: Reader, layer: LayerInfo, inputs: list[str]) -> str:
             return fn(r, layer, inputs)
         except (KeyError, TypeError, ValueError) as e:
             raise r.fail(layer, f"malformed config ({type(e).__name__}: {e})") from e
-    if layer.class_name in TFJS_ONLY_CLASSES or layer.class_name in (fmt.CLASS_SEQUENTIAL, *fmt.FUNCTIONAL_CLASSES):
+    if layer.class_name in TFJS_LAYER_CLASSES or layer.class_name in (fmt.CLASS_SEQUENTIAL, *fmt.FUNCTIONAL_CLASSES):
         raise UnsupportedError(
             f"{r.path}: {layer.where}: layer {layer.name!r} of class {layer.class_name} has no op in the "
             "catalogue.", what=layer.name, kind=layer.class_name, supported=sorted(CLASS_READERS))

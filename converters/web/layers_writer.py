@@ -11,8 +11,9 @@ output is written as a Sequential model, anything else as a Functional one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class LayerEmitter:
         *,
         node: Node | None = None,
         base: str | None = None,
+        suffix: str = "",
         weights: Sequence[WeightRef] = (),
         arrays: Sequence[tuple[str, np.ndarray]] = (),
     ) -> str:
@@ -71,7 +73,7 @@ class LayerEmitter:
         """
         if node is None and base is None:
             raise ValueError("a layer needs node= or base=")
-        name = self.namer.take(node.name if node is not None else base)
+        name = self.namer.take(node.name + suffix if node is not None else base)
         values: list[tuple[str, np.ndarray]] = []
         for ref in weights:
             role, tfjs_name = (ref, ref) if isinstance(ref, str) else ref

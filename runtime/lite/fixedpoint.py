@@ -79,8 +79,30 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     return (x >> exponent) + (remainder > threshold)
 
 
+def multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift) -> np.ndarray:
+    """x * multiplier * 2**(shift - 31) rounded once, half up (TFLITE_SINGLE_ROUNDING's form).
+
+    LiteRT's reference FULLY_CONNECTED requantises this way; its other
+    reference kernels use the double-rounding form below.
+    """
+    x = np.asarray(x, np.int64)
+    total = 31 - np.asarray(shift, np.int64)
+    return (x * np.asarray(multiplier, np.int64) + (np.int64(1) << (total - 1))) >> total
+
+
+def multiply_by_quantized_multiplier_half_up(x, multiplier, shift) -> np.ndarray:
+    """As multiply_by_quantized_multiplier, but the final right shift rounds ties up
+    (LiteRT's optimized FULLY_CONNECTED on x86)."""
+    x = np.asarray(x, np.int64)
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    high = saturating_rounding_doubling_high_mul(x * (np.int64(1) << left), multiplier)
+    return (high + ((np.int64(1) << right) >> 1)) >> right
+
+
 def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
-    """TFLite MultiplyByQuantizedMultiplier (double rounding): x * multiplier * 2**(shift - 31)."""
+    """TFLite MultiplyByQuantizedMultiplier (gemmlowp double rounding): x * multiplier * 2**(shift - 31)."""
     x = np.asarray(x, np.int64)
     shift = np.asarray(shift, np.int64)
     left = np.maximum(shift, 0)

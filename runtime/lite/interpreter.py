@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from converters.lite.model import LiteModel
-from runtime.lite.kernels import OpContext, get_prepare
+from runtime.lite.kernels import KERNEL_SETS, OpContext, get_prepare
 from savedmodel.errors import FormatError
 
 
@@ -29,8 +29,11 @@ class Interpreter:
     >>> it.run({0: x})[it.model.outputs[0]]              # doctest: +SKIP
     """
 
-    def __init__(self, model: LiteModel, source: object = "<model>") -> None:
+    def __init__(self, model: LiteModel, source: object = "<model>", kernels: str = "reference") -> None:
+        if kernels not in KERNEL_SETS:
+            raise ValueError(f"unknown kernels {kernels!r}; expected one of {', '.join(KERNEL_SETS)}")
         self.model = model
+        self.kernels = kernels
         self.constants = {i: t.data for i, t in enumerate(model.tensors) if t.data is not None}
         available = set(self.constants) | set(model.inputs)
         last_use: dict[int, int] = {}
@@ -46,10 +49,19 @@ class Interpreter:
         missing = [t for t in model.outputs if t not in available]
         if missing:
             raise FormatError(source, f"subgraph outputs {missing} are produced by no operator")
+        # DEQUANTIZE of a constant (float16 weights) runs once, here, as TFLite does at Prepare.
+        folded: dict[int, np.ndarray] = {}
+        for k, op in enumerate(model.operators):
+            if op.op == "DEQUANTIZE" and op.inputs[0] in self.constants:
+                run = get_prepare(op.op)(OpContext(op, model, k, None, kernels))
+                folded[op.outputs[0]] = run(self.constants[op.inputs[0]])
+        self.constants.update(folded)
         keep = set(model.outputs) | set(self.constants)
         steps = []
         for k, op in enumerate(model.operators):
-            run = get_prepare(op.op)(OpContext(op, model, k))
+            if op.outputs and op.outputs[0] in folded:
+                continue
+            run = get_prepare(op.op)(OpContext(op, model, k, folded, kernels))
             release = tuple(t for t in set(op.inputs) if t >= 0 and t not in keep and last_use.get(t) == k)
             steps.append(Step(op.op, run, tuple(op.inputs), tuple(op.outputs), release))
         self.steps = steps

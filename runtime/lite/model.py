@@ -54,17 +54,18 @@ class LiteSignatureFunction:
 
 
 class LiteRuntimeModel:
-    """A loaded .tflite model, run with TFLite's reference integer arithmetic.
+    """A loaded .tflite model, run with TFLite's reference integer arithmetic
+    (``kernels="builtin"``: the rounding of LiteRT's optimized kernels).
 
     >>> m = runtime.load("mnist_int8.tflite")     # doctest: +SKIP
     >>> m.predict(x).shape                        # doctest: +SKIP
     (32, 10)
     """
 
-    def __init__(self, model: LiteModel, source: object = "<model>") -> None:
+    def __init__(self, model: LiteModel, source: object = "<model>", kernels: str = "reference") -> None:
         self.lite = model
         self.source = str(source)
-        self.interpreter = Interpreter(model, source)
+        self.interpreter = Interpreter(model, source, kernels)
         sigs = list(model.signatures) or [SignatureDef(
             DEFAULT_SIGNATURE,
             {model.tensors[i].name: i for i in model.inputs},

@@ -8,10 +8,9 @@ where the converter must fall back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -218,9 +217,9 @@ def big_mlp():
     x = b.input("x", (None, 64))
     h = b.op("Dense", x, name="wide", units=1200, activation="relu", kernel=_w(rng, 64, 1200, scale=0.1),
              bias=_w(rng, 1200))
-    h = b.op("Dense", h, name="wide2", units=800, activation="tanh", kernel=_w(rng, 1200, 800, scale=0.03),
-             bias=_w(rng, 800))
-    return b.build(b.op("Dense", h, name="out", units=10, kernel=_w(rng, 800, 10, scale=0.05), bias=_w(rng, 10)))
+    h = b.op("Dense", h, name="wide2", units=900, activation="tanh", kernel=_w(rng, 1200, 900, scale=0.03),
+             bias=_w(rng, 900))
+    return b.build(b.op("Dense", h, name="out", units=10, kernel=_w(rng, 900, 10, scale=0.05), bias=_w(rng, 10)))
 
 
 def two_input_graph():

@@ -30,7 +30,9 @@ function serve(root) {
       res.end('not found');
       return;
     }
-    res.writeHead(200, {'Content-Type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream'});
+    // No keep-alive: a pooled socket the server closes while a long job runs makes the next fetch fail.
+    res.writeHead(200, {'Content-Type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream',
+                        'Connection': 'close'});
     res.end(fs.readFileSync(file));
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
@@ -108,7 +110,8 @@ async function main() {
     try {
       line = await runJob(base, spec.root, job);
     } catch (e) {
-      line = {id: job.id, error: String(e && e.message ? e.message : e)};
+      const cause = e && e.cause ? ` (${e.cause.message || e.cause})` : '';
+      line = {id: job.id, error: String(e && e.message ? e.message : e) + cause};
     }
     log(JSON.stringify(line));
   }

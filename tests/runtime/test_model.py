@@ -24,13 +24,26 @@ def two_input_graph():
 def conv_bn_graph():
     b = GraphBuilder()
     x = b.input("x", (None, 6, 6, 2))
-    h = b.op("Conv2D", x, filters=4, kernel_size=[3, 3], padding="same",
-             kernel=RNG.standard_normal((3, 3, 2, 4)).astype("f4"), bias=RNG.standard_normal(4).astype("f4"),
-             name="conv")
-    h = b.op("BatchNormalization", h, epsilon=1e-3,
-             gamma=RNG.uniform(0.5, 2, 4).astype("f4"), beta=RNG.standard_normal(4).astype("f4"),
-             moving_mean=RNG.standard_normal(4).astype("f4"), moving_variance=RNG.uniform(0.5, 2, 4).astype("f4"),
-             name="bn")
+    h = b.op(
+        "Conv2D",
+        x,
+        filters=4,
+        kernel_size=[3, 3],
+        padding="same",
+        kernel=RNG.standard_normal((3, 3, 2, 4)).astype("f4"),
+        bias=RNG.standard_normal(4).astype("f4"),
+        name="conv",
+    )
+    h = b.op(
+        "BatchNormalization",
+        h,
+        epsilon=1e-3,
+        gamma=RNG.uniform(0.5, 2, 4).astype("f4"),
+        beta=RNG.standard_normal(4).astype("f4"),
+        moving_mean=RNG.standard_normal(4).astype("f4"),
+        moving_variance=RNG.uniform(0.5, 2, 4).astype("f4"),
+        name="bn",
+    )
     y = b.op("ReLU", h, name="relu")
     return b.build(y)
 
@@ -61,7 +74,9 @@ def test_planner_folds_batchnorm_and_fuses_relu_without_changing_results():
     from runtime.kernels import get_kernel
 
     h = get_kernel("Conv2D")(x, **g.nodes[0].attrs, **{r: g.weights[k] for r, k in g.nodes[0].weights.items()})
-    h = get_kernel("BatchNormalization")(h, **g.nodes[1].attrs, **{r: g.weights[k] for r, k in g.nodes[1].weights.items()})
+    h = get_kernel("BatchNormalization")(
+        h, **g.nodes[1].attrs, **{r: g.weights[k] for r, k in g.nodes[1].weights.items()}
+    )
     h = np.maximum(h, 0)
     np.testing.assert_allclose(runtime.from_graph(g).predict(x), h, rtol=1e-5, atol=1e-5)
 
@@ -77,8 +92,14 @@ def test_missing_and_unknown_inputs_list_expected_names():
 @pytest.mark.parametrize(
     "value, match",
     [
-        (np.zeros((2, 4), "f4"), r"input 'a': expected float32 with shape \(None, 3\), received float32 with shape \(2, 4\)"),
-        (np.zeros((3,), "f4"), r"input 'a': expected float32 with shape \(None, 3\), received float32 with shape \(3,\)"),
+        (
+            np.zeros((2, 4), "f4"),
+            r"input 'a': expected float32 with shape \(None, 3\), received float32 with shape \(2, 4\)",
+        ),
+        (
+            np.zeros((3,), "f4"),
+            r"input 'a': expected float32 with shape \(None, 3\), received float32 with shape \(3,\)",
+        ),
         (np.array([["x", "y", "z"]]), r"input 'a': expected float32 with shape \(None, 3\), received <U1"),
     ],
 )

@@ -21,6 +21,7 @@ from savedmodel import format as fmt
 from savedmodel.bundle import (
     Bundle,
     Signature,
+    asset_checksum,
     bundle_digest,
     escape_name,
     parse_string_record,
@@ -97,15 +98,14 @@ def put_text(group: h5py.Group, name: str, text: str, checksum: bool = True) -> 
         ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(hashlib.sha256(text.encode()).hexdigest())
 
 
-def put_strings(group: h5py.Group, name: str, array: np.ndarray, **attrs: str) -> h5py.Dataset:
-    """A string tensor as FORMAT.md 3.1 stores it: uint8 records, dtype attribute and checksum."""
+def put_text_asset(group: h5py.Group, name: str, array: np.ndarray) -> None:
+    """A text asset as FORMAT.md stores it: uint8 string records, dtype and kind attributes, checksum."""
     if name in group:
         del group[name]
     ds = group.create_dataset(name, data=np.frombuffer(string_record(array), np.uint8))
-    for key, value in {fmt.ATTR_DTYPE: "string", **attrs}.items():
-        put_attr(ds, key, value)
-    ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(tensor_checksum("string", array).hex())
-    return ds
+    put_attr(ds, fmt.ATTR_DTYPE, "string")
+    put_attr(ds, fmt.ATTR_ASSET_KIND, "text")
+    ds.attrs[fmt.ATTR_CHECKSUM] = np.bytes_(asset_checksum(name, "text", "string", array).hex())
 
 
 def put_attr(obj: h5py.HLObject, name: str, text: str) -> None:
@@ -345,14 +345,6 @@ def test_big_endian_weights_are_read_as_native(tmp_path):
     assert bias.tolist() == BIAS.tolist()
 
 
-def test_optional_members_may_be_absent(tmp_path):
-    path = written(tmp_path)
-    with h5py.File(path, "r+") as f:
-        del f[fmt.ASSETS], f[fmt.METADATA]
-    back = read_bundle(path)
-    assert (back.assets, back.metadata) == ({}, {})
-
-
 def test_non_finite_float_attrs_round_trip(tmp_path):
     """JSON has no inf/NaN; the graph JSON uses the Infinity/NaN tokens (FORMAT.md, "JSON")."""
     graph = dense_graph()
@@ -468,20 +460,27 @@ def test_refuses_hdf5_without_format_attribute(tmp_path):
         read_bundle(path)
 
 
-def test_refuses_other_format_name(tmp_path):
-    path = written(tmp_path)
-    with h5py.File(path, "r+") as f:
-        put_attr(f, fmt.ATTR_FORMAT, "tfjs-layers")
-    with pytest.raises(FormatError, match=r"has format='tfjs-layers'; expected format='savedmodel-bundle'"):
+@pytest.mark.parametrize("value,shown", [("tfjs-layers", "'tfjs-layers'"), (3, "'<not a string>'"),
+                                         ("variable-length", "'<not a string>'")])
+def test_refuses_other_format_name(tmp_path, value, shown):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs[fmt.ATTR_FORMAT] = value  # str values become variable-length strings
+        if value == "tfjs-layers":
+            put_attr(f, fmt.ATTR_FORMAT, value)
+    with pytest.raises(FormatError, match=rf"not a savedmodel bundle: the HDF5 file has format={shown}; expected "
+                                          r"format='savedmodel-bundle'"):
         read_bundle(path)
 
 
-@pytest.mark.parametrize("member", [fmt.GRAPH, fmt.WEIGHTS, fmt.SIGNATURES])
+@pytest.mark.parametrize("member", fmt.REQUIRED_MEMBERS)
 def test_refuses_missing_member(tmp_path, member):
+    """All five are required: a damaged link name must not make the assets or metadata silently vanish."""
     path = written(tmp_path)
     with h5py.File(path, "r+") as f:
-        del f[member]
-    with pytest.raises(FormatError, match=rf"not a savedmodel bundle: /{member} missing; expected /graph"):
+        f.move(member, member + "_")
+    with pytest.raises(FormatError, match=rf"not a savedmodel bundle: /{member} missing; expected /graph, "
+                                          r"/signatures, /metadata, /weights, /assets"):
         read_bundle(path)
 
 
@@ -861,7 +860,8 @@ def test_refuses_variable_length_strings(tmp_path):
         del f["weights/words"]
         ds = f.create_dataset("weights/words", data=np.array([b"a"], dtype=object), dtype=h5py.string_dtype())
         ds.attrs[fmt.ATTR_CHECKSUM] = checksum
-    with pytest.raises(FormatError, match=r"weight 'words' has a variable-length HDF5 type; expected a fixed-size type"):
+    with pytest.raises(FormatError, match=r"weight 'words' has a variable-length HDF5 type; expected a fixed-size "
+                                          r"type"):
         read_bundle(path)
 
 
@@ -920,10 +920,44 @@ def test_refuses_asset_of_unknown_kind_in_current_minor(tmp_path):
         read_bundle(path)
 
 
+def test_refuses_renamed_asset(tmp_path):
+    """An asset's checksum covers its name and kind, not only its data."""
+    path = written(tmp_path, make_bundle(assets={"labels": ["a"], "blob": b"xyz"}))
+    with h5py.File(path, "r+") as f:
+        f.move("assets/blob", "assets/bgob")
+    with pytest.raises(FormatError, match=r"checksum mismatch in asset 'bgob'"):
+        read_bundle(path)
+
+
+def test_refuses_asset_with_edited_kind(tmp_path):
+    path = written(tmp_path, make_bundle(assets={"raw": np.frombuffer(b"xyz", np.uint8)}))
+    with h5py.File(path, "r+") as f:
+        put_attr(f["assets/raw"], fmt.ATTR_ASSET_KIND, "bytes")
+    with pytest.raises(FormatError, match=r"checksum mismatch in asset 'raw'"):
+        read_bundle(path)
+
+
+def test_refuses_asset_without_kind(tmp_path):
+    path = written(tmp_path, make_bundle(assets={"dir/t": np.ones(2)}))
+    with h5py.File(path, "r+") as f:
+        del f["assets/dir%2Ft"].attrs[fmt.ATTR_ASSET_KIND]
+    with pytest.raises(FormatError, match=r"asset 'dir/t' has no 'kind' attribute; expected one of text, bytes"):
+        read_bundle(path)
+
+
+def test_refuses_badly_escaped_asset_name(tmp_path):
+    path = written(tmp_path, make_bundle(assets={"t": np.ones(2)}))
+    with h5py.File(path, "r+") as f:
+        f.move("assets/t", "assets/%74")
+    with pytest.raises(FormatError, match=r"/assets/%74 is not a canonically escaped name"):
+        read_bundle(path)
+
+
 def test_refuses_asset_whose_kind_does_not_fit_its_data(tmp_path):
     path = written(tmp_path, make_bundle(assets={"t": np.ones(2)}))
     with h5py.File(path, "r+") as f:
         put_attr(f["assets/t"], fmt.ATTR_ASSET_KIND, "text")
+        f["assets/t"].attrs[fmt.ATTR_CHECKSUM] = np.bytes_(asset_checksum("t", "text", "float64", np.ones(2)).hex())
     with pytest.raises(FormatError, match=r"asset 't' of kind 'text' is a float64 array of shape \[2\]; expected a "
                                           r"1-D string tensor"):
         read_bundle(path)
@@ -932,7 +966,7 @@ def test_refuses_asset_whose_kind_does_not_fit_its_data(tmp_path):
 def test_refuses_text_asset_that_is_not_utf8(tmp_path):
     path = written(tmp_path, make_bundle(assets={"labels": ["a"]}))
     with h5py.File(path, "r+") as f:
-        put_strings(f[fmt.ASSETS], "labels", np.array([b"\xff"], dtype=object), kind="text")
+        put_text_asset(f[fmt.ASSETS], "labels", np.array([b"\xff"], dtype=object))
     with pytest.raises(FormatError, match=r"asset 'labels' is not valid UTF-8 text"):
         read_bundle(path)
 
@@ -944,3 +978,39 @@ def test_error_carries_path_and_problem(tmp_path):
         read_bundle(path)
     assert info.value.path == str(path)
     assert info.value.problem.startswith("not an HDF5 file")
+
+
+# -- damage in general ------------------------------------------------------------------------
+def _content(bundle: Bundle) -> tuple:
+    def plain(value):
+        return value.tolist() if isinstance(value, np.ndarray) else value
+
+    weights = {k: (str(v.dtype), v.shape, v.tobytes() if v.dtype != object else v.tolist())
+               for k, v in bundle.graph.weights.items()}
+    assets = {k: (type(v).__name__, plain(v)) for k, v in bundle.assets.items()}
+    return bundle.graph.to_json(), weights, assets, bundle.signatures, bundle.metadata
+
+
+def test_damaged_files_are_refused_or_read_unchanged(tmp_path):
+    """Random byte changes anywhere: FormatError, or (bytes HDF5 does not use) the same bundle back."""
+    import random
+
+    graph = dense_graph(words=np.array([b"ab", b"c\x00"], dtype=object), flags=np.array([True, False]))
+    bundle = make_bundle(graph, assets={"labels": ["cat", "dog"], "blob": b"xyz", "table": np.ones((2, 2))},
+                         metadata={"user": {"k": 1}})
+    path = written(tmp_path, bundle)
+    original, want = path.read_bytes(), _content(read_bundle(path))
+    rng = random.Random(20240531)
+    refused = 0
+    for _ in range(300):
+        damaged = bytearray(original)
+        for _ in range(rng.randint(1, 3)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        path.write_bytes(bytes(damaged))
+        try:
+            got = read_bundle(path)
+        except FormatError:
+            refused += 1
+            continue
+        assert _content(got) == want
+    assert refused > 100  # most damage is seen

@@ -30,6 +30,8 @@ def test_metrics_count_requests_by_model_and_status(client: httpx.Client) -> Non
     client.post("/v1/models/dense:predict", json={"instances": [[1, 2, 3]]})
     client.post("/v1/models/dense:predict", json={"instances": [[1, 2]]})
     client.post("/v2/models/dense/infer", json={"inputs": []})
+    for i in range(3):  # names that are not served share one label
+        client.post(f"/v1/models/nope{i}:predict", json={"instances": [[1, 2, 3]]})
     r = client.get("/monitoring/prometheus/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     samples = {}
@@ -45,6 +47,9 @@ def test_metrics_count_requests_by_model_and_status(client: httpx.Client) -> Non
                                                ("protocol", "v2")))] >= 1
     assert samples[("serving_request_latency_seconds_count", (("api", "predict"), ("model", "dense"),
                                                               ("protocol", "tfserving")))] >= 1
+    assert samples[("serving_requests_total", (("api", "predict"), ("code", "404"), ("model", "_unknown"),
+                                               ("protocol", "tfserving")))] >= 3
+    assert not any(dict(labels).get("model", "").startswith("nope") for _, labels in samples)
     assert samples[("serving_model_versions", (("model", "dense"), ("state", "AVAILABLE")))] == 2
     assert samples[("serving_model_versions", (("model", "dense"), ("state", "END")))] == 0
 

@@ -342,3 +342,40 @@ def test_manager_serves_latest_keeps_it_through_a_corrupt_version_and_unloads_de
         manager.status("m", 9)
     with pytest.raises(NotFound, match=r"^Could not find any versions of model x$"):
         manager.status("x")
+
+
+# -- the app in process -------------------------------------------------------------------------------------
+
+
+def test_routed_and_fast_dispatched_inference_agree(tmp_path: Path) -> None:
+    """The hot inference routes bypass FastAPI's router; the routed endpoints (for OpenAPI) answer the same."""
+    import httpx
+
+    from server import ServerSettings, create_app
+    from server.fastpath import HotRoutes
+
+    savedmodel.save(dense_graph(3.0), tmp_path / "m")
+    app = create_app(ServerSettings(models=[{"name": "m", "base_path": tmp_path / "m"}],
+                                    file_system_poll_wait_seconds=0))
+    requests = [("/v1/models/m:predict", {"instances": [[1, 2, 3]]}),
+                ("/v1/models/m/versions/1:predict", {"inputs": [[1, 2, 3]]}),
+                ("/v2/models/m/infer", {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
+                                                    "data": [1, 2, 3]}]})]
+
+    async def scenario() -> list[tuple[str, str]]:
+        answers = []
+        async with app.router.lifespan_context(app):
+            layer = app.middleware_stack = app.build_middleware_stack()
+            while not isinstance(layer, HotRoutes):
+                layer = layer.app
+            for target in (app, layer.app):  # the whole app, and what lies under the fast dispatch
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=target), base_url="http://t") as c:
+                    for path, body in requests:
+                        r = await c.post(path, json=body)
+                        assert r.status_code == 200, r.text
+                        answers.append((path, r.text))
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert answers[:3] == answers[3:]
+    assert answers[0][1] == '{"predictions":[[7.0,8.0]]}'

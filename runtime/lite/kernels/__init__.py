@@ -1,5 +1,9 @@
 """Kernels of the .tflite runtime, keyed by TFLite builtin op name.
 
+Where LiteRT's optimized ("builtin") kernels round differently from its
+reference kernels (FULLY_CONNECTED, QUANTIZE, DEQUANTIZE, 4-D MEAN with
+keep_dims), ``OpContext.kernels == "builtin"`` selects their arithmetic.
+
 A kernel is registered as a *prepare* function, ``prepare(ctx) -> run``,
 called once at load (as TFLite's ``Prepare``: fixed-point multipliers,
 activation ranges, weight layouts are computed there), returning
@@ -22,6 +26,7 @@ from runtime.lite import fixedpoint as fx
 Run = Callable[..., Any]
 Prepare = Callable[["OpContext"], Run]
 KERNELS: dict[str, Prepare] = {}
+KERNEL_SETS = ("reference", "builtin")
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -50,6 +55,8 @@ class OpContext:
     op: Operator
     model: LiteModel
     index: int
+    folded: dict[int, np.ndarray] | None = None  # tensors computed at load time (DEQUANTIZE of constants)
+    kernels: str = "reference"  # "builtin": mimic LiteRT's optimized kernels where they round differently
 
     @property
     def options(self) -> dict[str, Any]:
@@ -65,7 +72,11 @@ class OpContext:
 
     def constant(self, i: int) -> np.ndarray | None:
         t = self.input(i)
-        return None if t is None else t.data
+        if t is None:
+            return None
+        if self.folded and self.op.inputs[i] in self.folded:
+            return self.folded[self.op.inputs[i]]
+        return t.data
 
     def fail(self, message: str) -> KernelError:
         return KernelError(f"operator {self.index} ({self.op.op}): {message}")

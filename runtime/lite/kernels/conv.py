@@ -54,10 +54,17 @@ def _chunks(n: int, bytes_per_item: int):
 
 
 def requantize_per_channel(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, out_zp: int, lo: int,
-                           hi: int) -> np.ndarray:
+                           hi: int, rounding=fx.multiply_by_quantized_multiplier) -> np.ndarray:
     """int8 of out_zp + acc * multiplier[c] (channel last), clamped to [lo, hi]."""
-    y = fx.multiply_by_quantized_multiplier(acc, mult, shift) + out_zp
+    y = rounding(acc, mult, shift) + out_zp
     return np.clip(y, lo, hi).astype(np.int8)
+
+
+def _optimized_rounding(ctx: OpContext):
+    """CONV_2D / DEPTHWISE_CONV_2D: LiteRT's optimized kernels round the final shift half up."""
+    if ctx.kernels == "builtin":
+        return fx.multiply_by_quantized_multiplier_half_up
+    return fx.multiply_by_quantized_multiplier
 
 
 def _int_gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -89,11 +96,12 @@ def _bias(ctx: OpContext, index: int, channels: int, dtype) -> np.ndarray:
 
 def _float_weights(ctx: OpContext, index: int) -> np.ndarray:
     t = ctx.input(index)
-    if t is None or t.data is None:
+    data = ctx.constant(index)
+    if t is None or data is None:
         raise ctx.fail("weights computed at run time are not supported")
     if t.dtype == "int8":  # dynamic-range (hybrid) weights: dequantized once, here
-        return ctx.quant(t, "filter").dequantize(t.data)
-    return np.asarray(t.data, np.float32)
+        return ctx.quant(t, "filter").dequantize(data)
+    return np.asarray(data, np.float32)
 
 
 # -- FULLY_CONNECTED -------------------------------------------------------------------
@@ -115,16 +123,20 @@ def fully_connected(ctx: OpContext):
             raise ctx.fail("weights computed at run time are not supported")
         in_zp = scale_zp(ctx.quant(x, "input"))[1]
         out_zp = scale_zp(ctx.quant(y, "output"))[1]
-        mult, shift = _per_channel_multipliers(ctx, units, float_product=not ctx.quant(w, "filter").per_channel)
+        mult, shift = _per_channel_multipliers(ctx, units)
         w_zp = int(ctx.quant(w, "filter").zero_point[0])
         wt = (w.data.astype(np.float64) - w_zp).T.copy()
         bias = _bias(ctx, 2, units, np.int64)
         lo, hi = activation_range_int8(act, ctx.quant(y, "output"))
+        # LiteRT's reference FULLY_CONNECTED rounds once; its optimized kernel rounds the
+        # high product away from zero and then the shift half up. They differ on near-ties.
+        rounding = (fx.multiply_by_quantized_multiplier_half_up if ctx.kernels == "builtin"
+                    else fx.multiply_by_quantized_multiplier_single_rounding)
 
         def run_int8(xv, *_):
             rows = xv.reshape(-1, depth).astype(np.float64) - in_zp
             acc = _int_gemm(rows, wt) + bias
-            return shape_out(xv, requantize_per_channel(acc, mult, shift, out_zp, lo, hi))
+            return shape_out(xv, requantize_per_channel(acc, mult, shift, out_zp, lo, hi, rounding))
 
         return run_int8
 
@@ -168,6 +180,7 @@ def conv_2d(ctx: OpContext):
         wt = w.data.reshape(cout, k).astype(np.float64).T.copy()
         bias = _bias(ctx, 2, cout, np.int64)
         lo, hi = activation_range_int8(act, ctx.quant(y, "output"))
+        rounding = _optimized_rounding(ctx)
 
         def run_int8(xv, *_):
             if xv.shape[-1] != cin:
@@ -178,7 +191,7 @@ def conv_2d(ctx: OpContext):
                 xs = xv[sl].astype(np.float64) - in_zp
                 cols = patches(xs, kh, kw, strides, dilation, pad, (ho, wo)).reshape(-1, k)
                 acc = _int_gemm(cols, wt) + bias
-                out[sl] = requantize_per_channel(acc, mult, shift, out_zp, lo, hi).reshape(-1, ho, wo, cout)
+                out[sl] = requantize_per_channel(acc, mult, shift, out_zp, lo, hi, rounding).reshape(-1, ho, wo, cout)
             return out
 
         return run_int8
@@ -230,13 +243,14 @@ def depthwise_conv_2d(ctx: OpContext):
         wi = w.data.astype(np.int32)
         bias = _bias(ctx, 2, cout, np.int64)
         lo, hi = activation_range_int8(act, ctx.quant(y, "output"))
+        rounding = _optimized_rounding(ctx)
 
         def run_int8(xv, *_):
             m = cout // xv.shape[-1]
             strides, dilation, pad, hw = _geometry(ctx, xv, kh, kw)
             xs = xv.astype(np.int32) - in_zp
             acc = _depthwise_taps(xs, wi, m, strides, dilation, pad, hw, np.int32).astype(np.int64) + bias
-            return requantize_per_channel(acc, mult, shift, out_zp, lo, hi)
+            return requantize_per_channel(acc, mult, shift, out_zp, lo, hi, rounding)
 
         return run_int8
 

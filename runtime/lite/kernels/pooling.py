@@ -120,6 +120,10 @@ def mean(ctx: OpContext):
             axes = _axes(ctx, xv.ndim)
             n = int(np.prod([xv.shape[a] for a in axes]))
             acc = (xv.astype(np.int64) - in_zp).sum(axis=axes, keepdims=keep)
+            if ctx.kernels == "builtin" and keep and xv.ndim == 4 and axes == (1, 2):
+                # LiteRT's optimized 4-D mean: requantise, then a rounded integer division
+                out = fx.round_div(fx.multiply_by_quantized_multiplier(acc, mult, shift), n) + out_zp
+                return np.clip(out, -128, 127).astype(np.int8)
             # TFLite's reference QuantizedMeanOrSum folds 1/n into the multiplier
             # with a shift of floor(log2 n) (at most 32 and 31 + shift).
             bits = min(n.bit_length() - 1, 32, 31 + shift)

@@ -19,9 +19,12 @@ def quantize(ctx: OpContext):
     out_dtype = np.dtype(y.dtype)
     if x.dtype == "float32":
         scale = np.float32(out_s)
+        builtin = ctx.kernels == "builtin"
 
         def run_float(xv):
-            q = fx.round_half_away(np.asarray(xv, np.float32) / scale)
+            v = np.asarray(xv, np.float32) / scale
+            # reference: std::round (ties away from zero); optimized: ties to even
+            q = np.rint(v) if builtin else fx.round_half_away(v)
             q = np.clip(q, lo - out_zp - 1, hi - out_zp + 1).astype(np.int64) + out_zp
             return np.clip(q, lo, hi).astype(out_dtype)
 
@@ -48,4 +51,7 @@ def dequantize(ctx: OpContext):
     if q.per_channel:
         return lambda xv: q.dequantize(xv)
     scale, zp = np.float32(q.scale[0]), int(q.zero_point[0])
+    if ctx.kernels == "builtin":  # the optimized kernel computes x * scale - zp * scale
+        offset = np.float32(zp) * scale
+        return lambda xv: xv.astype(np.float32) * scale - offset
     return lambda xv: scale * (xv.astype(np.int32) - zp).astype(np.float32)

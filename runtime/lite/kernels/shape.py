@@ -2,9 +2,8 @@
 RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, SHAPE, PACK.
 
 int8 tensors pass through with their input's quantization (TFLite requires
-it for these ops), except CONCATENATION, which rescales inputs whose
-quantization differs from the output's, and PAD, which fills with the output
-zero point.
+it for these ops; CONCATENATION refuses inputs quantized otherwise than its
+output, as LiteRT does); PAD fills with the output zero point.
 """
 
 from __future__ import annotations
@@ -25,14 +24,11 @@ def _const(ctx: OpContext, i: int, what: str) -> np.ndarray:
 @kernel("RESHAPE")
 def reshape(ctx: OpContext):
     """x with the shape of the second input (or the new_shape option); -1 is inferred."""
-    if ctx.input(1) is not None:
-        target = [int(d) for d in _const(ctx, 1, "the new shape")]
-    else:
-        target = [int(d) for d in ctx.options.get("new_shape", [])]
+    fixed = ctx.constant(1) if ctx.input(1) is not None else ctx.options.get("new_shape", [])
     dynamic_batch = ctx.output().signature[:1] == (-1,)
 
-    def run(xv, *_):
-        shape = list(target)
+    def run(xv, shape_v=None):
+        shape = [int(d) for d in (fixed if fixed is not None else shape_v)]
         if -1 not in shape and int(np.prod(shape)) != xv.size and dynamic_batch and shape:
             shape[0] = -1  # a static batch of 1 in the file; the data has another batch size
         return xv.reshape(shape)
@@ -60,24 +56,12 @@ def concatenation(ctx: OpContext):
     if y.dtype != "int8":
         return lambda *xs: np.concatenate(xs, axis=axis)
     out_q = ctx.quant(y, "output")
-    out_s, out_zp = scale_zp(out_q)
-    fixes = []
     for i in range(len(ctx.op.inputs)):
         q = ctx.quant(ctx.input(i), f"input {i}")
-        if q.same_as(out_q):
-            fixes.append(None)
-        else:
-            in_s, in_zp = scale_zp(q)
-            scale = np.float32(np.float32(in_s) * (np.float32(1.0) / np.float32(out_s)))
-            fixes.append((scale, np.float32(-in_zp) * scale))
-
-    def rescale(xv, fix):
-        if fix is None:
-            return xv
-        v = fx.round_half_away(xv.astype(np.float32) * fix[0] + fix[1]).astype(np.int64) + out_zp
-        return np.clip(v, -128, 127).astype(np.int8)
-
-    return lambda *xs: np.concatenate([rescale(xv, f) for xv, f in zip(xs, fixes, strict=False)], axis=axis)
+        if not q.same_as(out_q):
+            # LiteRT refuses this too: int8 CONCATENATION does not rescale.
+            raise ctx.fail(f"int8 input {i} is quantized {q!r}, the output {out_q!r}; they must be equal")
+    return lambda *xs: np.concatenate(xs, axis=axis)
 
 
 def _pad(ctx: OpContext, value_index: int | None):

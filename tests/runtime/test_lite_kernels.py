@@ -1,0 +1,211 @@
+"""runtime.lite kernels, one op at a time, against LiteRT's reference and builtin kernels.
+
+Each row is a one-op .tflite model with random int8 (or float) inputs; our
+output must equal LiteRT's reference kernels bit for bit, and with
+``kernels="builtin"`` LiteRT's optimized kernels (except where noted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converters.lite.model import QuantParams
+from runtime.lite import fixedpoint as fx
+from tests.converters.lite_helpers import Q, litert, single_op
+
+pytest.importorskip("ai_edge_litert")
+pytestmark = pytest.mark.lite
+
+RNG = np.random.default_rng(2)
+A, B, O = Q(0.07, 5), Q(0.03, -20), Q(0.09, 10)
+
+
+def i8(*shape):
+    return RNG.integers(-128, 128, shape).astype(np.int8)
+
+
+def _conv_case(pad, stride, dil, act):
+    w = RNG.integers(-127, 128, (6, 3, 3, 4)).astype(np.int8)
+    ws = (np.abs(RNG.standard_normal(6)) * 0.01 + 0.001).astype(np.float32)
+    h = 9
+    ho = (h + stride - 1) // stride if pad == "SAME" else (h - 2 * dil - 1) // stride + 1
+    m = single_op("CONV_2D", [("int8", (12, h, h, 4), A, None), ("int8", w.shape, QuantParams(ws, np.zeros(6), 0), w),
+                              ("int32", (6,), QuantParams(ws * np.float32(0.07), np.zeros(6), 0),
+                               RNG.integers(-5000, 5000, 6))],
+                  [("int8", (12, ho, ho, 6), O)],
+                  {"padding": pad, "stride_w": stride, "stride_h": stride, "dilation_w_factor": dil,
+                   "dilation_h_factor": dil, "fused_activation_function": act}, 3)
+    return m, [i8(12, h, h, 4)]
+
+
+def _depthwise_case():
+    w = RNG.integers(-127, 128, (1, 3, 3, 8)).astype(np.int8)
+    ws = (np.abs(RNG.standard_normal(8)) * 0.01 + 0.001).astype(np.float32)
+    m = single_op("DEPTHWISE_CONV_2D",
+                  [("int8", (20, 7, 7, 4), A, None), ("int8", w.shape, QuantParams(ws, np.zeros(8), 3), w),
+                   ("int32", (8,), QuantParams(ws * np.float32(0.07), np.zeros(8), 0), RNG.integers(-500, 500, 8))],
+                  [("int8", (20, 4, 4, 8), O)],
+                  {"padding": "SAME", "stride_w": 2, "stride_h": 2, "depth_multiplier": 2}, 3)
+    return m, [i8(20, 7, 7, 4)]
+
+
+def _fc_case(per_channel):
+    w = RNG.integers(-127, 128, (40, 64)).astype(np.int8)
+    ws = (np.abs(RNG.standard_normal(40)) * 0.01 + 0.001).astype(np.float32)
+    wq = QuantParams(ws, np.zeros(40), 0) if per_channel else Q(float(ws[0]), 0)
+    bq = QuantParams(ws * np.float32(0.05), np.zeros(40), 0) if per_channel else Q(float(ws[0] * np.float32(0.05)), 0)
+    m = single_op("FULLY_CONNECTED", [("int8", (400, 64), Q(0.05, 3), None), ("int8", w.shape, wq, w),
+                                      ("int32", (40,), bq, RNG.integers(-3000, 3000, 40))],
+                  [("int8", (400, 40), Q(0.9, -5))], {}, 4)
+    return m, [i8(400, 64)]
+
+
+def _tconv_case(pad, out_hw):
+    w = RNG.integers(-127, 128, (5, 3, 3, 4)).astype(np.int8)
+    ws = (np.abs(RNG.standard_normal(5)) * 0.01 + 0.001).astype(np.float32)
+    m = single_op("TRANSPOSE_CONV",
+                  [("int32", (4,), None, [4, out_hw, out_hw, 5]), ("int8", w.shape, QuantParams(ws, np.zeros(5), 0), w),
+                   ("int8", (4, 5, 5, 4), A, None),
+                   ("int32", (5,), QuantParams(ws * np.float32(0.07), np.zeros(5), 0), RNG.integers(-500, 500, 5))],
+                  [("int8", (4, out_hw, out_hw, 5), O)], {"padding": pad, "stride_w": 2, "stride_h": 2}, 3)
+    return m, [i8(4, 5, 5, 4)]
+
+
+def _binary(op, act, shape_b=(30, 5, 6)):
+    m = single_op(op, [("int8", (30, 5, 6), A, None), ("int8", shape_b, B, None)], [("int8", (30, 5, 6), O)],
+                  {"fused_activation_function": act}, 2)
+    return m, [i8(30, 5, 6), i8(*shape_b)]
+
+
+def _unary(op, in_q, out_q, options=None, version=2, shape=(70, 40)):
+    return single_op(op, [("int8", shape, in_q, None)], [("int8", shape, out_q)], options or {}, version), [i8(*shape)]
+
+
+def _pool(op, pad):
+    out = 3 if pad == "VALID" else 4
+    return single_op(op, [("int8", (6, 7, 7, 3), A, None)], [("int8", (6, out, out, 3), A)],
+                     {"padding": pad, "stride_w": 2, "stride_h": 2, "filter_width": 3, "filter_height": 3}, 2), \
+        [i8(6, 7, 7, 3)]
+
+
+def _mean(shape, axes, keep):
+    out = [1 if i in axes else d for i, d in enumerate(shape)] if keep else \
+        [d for i, d in enumerate(shape) if i not in axes]
+    m = single_op("MEAN", [("int8", shape, Q(0.05, 3), None), ("int32", (len(axes),), None, axes)],
+                  [("int8", out, Q(0.03, -7))], {"keep_dims": keep}, 2)
+    return m, [i8(*shape)]
+
+
+def _resize(op, align, half):
+    m = single_op(op, [("int8", (3, 3, 5, 2), A, None), ("int32", (2,), None, [7, 8])], [("int8", (3, 7, 8, 2), A)],
+                  {"align_corners": align, "half_pixel_centers": half}, 3 if half else 2)
+    return m, [i8(3, 3, 5, 2)]
+
+
+def _quantize_float():
+    x = (RNG.standard_normal((60, 50)) * 3).astype(np.float32)
+    x[0, :20] = (np.arange(20) + 0.5) * np.float32(0.05)  # exact ties: rounding modes differ
+    return single_op("QUANTIZE", [("float32", x.shape, None, None)], [("int8", x.shape, Q(0.05, 3))], {}, 1), [x]
+
+
+CASES = {
+    **{f"conv_{p}_s{s}_d{d}_{a}": (lambda p=p, s=s, d=d, a=a: _conv_case(p, s, d, a))
+       for p, s, d, a in [("SAME", 1, 1, "NONE"), ("VALID", 2, 1, "NONE"), ("SAME", 2, 1, "RELU"),
+                          ("VALID", 1, 2, "RELU6")]},
+    "depthwise_mult2": _depthwise_case,
+    "fc_per_channel": lambda: _fc_case(True),
+    "fc_per_tensor": lambda: _fc_case(False),
+    "tconv_same": lambda: _tconv_case("SAME", 10),
+    "tconv_valid": lambda: _tconv_case("VALID", 11),
+    **{f"{op.lower()}_{act.lower()}": (lambda op=op, act=act: _binary(op, act))
+       for op in ("ADD", "SUB", "MUL") for act in ("NONE", "RELU6")},
+    "add_broadcast": lambda: _binary("ADD", "NONE", (1, 1, 6)),
+    "softmax": lambda: _unary("SOFTMAX", Q(0.1, 4), Q(1 / 256, -128), {"beta": 1.0}, shape=(40, 10)),
+    "softmax_small_scale": lambda: _unary("SOFTMAX", Q(0.01, 4), Q(1 / 256, -128), {"beta": 1.0}, shape=(40, 10)),
+    "logistic": lambda: _unary("LOGISTIC", Q(0.05, 4), Q(1 / 256, -128)),
+    "tanh": lambda: _unary("TANH", Q(0.03, -4), Q(1 / 128, 0)),
+    "leaky_relu": lambda: _unary("LEAKY_RELU", Q(0.03, -4), Q(0.02, -60), {"alpha": 0.2}, 1),
+    "relu": lambda: _unary("RELU", Q(0.03, -4), Q(0.02, -128)),
+    "relu6": lambda: _unary("RELU6", Q(0.05, -4), Q(0.025, -128)),
+    "requantize": lambda: _unary("QUANTIZE", Q(0.05, 3), Q(0.031, -9)),
+    "max_pool_same": lambda: _pool("MAX_POOL_2D", "SAME"),
+    "avg_pool_same": lambda: _pool("AVERAGE_POOL_2D", "SAME"),
+    "avg_pool_valid": lambda: _pool("AVERAGE_POOL_2D", "VALID"),
+    "mean_hw": lambda: _mean((3, 7, 5, 6), [1, 2], False),
+    "mean_hw_keepdims": lambda: _mean((5, 6, 10, 8), [1, 2], True),
+    "mean_axis1": lambda: _mean((4, 13, 6), [1], False),
+    "pad": lambda: (single_op("PAD", [("int8", (2, 3, 4, 2), A, None),
+                                      ("int32", (4, 2), None, [[0, 0], [1, 2], [2, 0], [0, 0]])],
+                              [("int8", (2, 6, 6, 2), A)], {}, 2), [i8(2, 3, 4, 2)]),
+    **{f"resize_{kind}_{align}_{half}": (lambda kind=kind, align=align, half=half: _resize(
+        "RESIZE_BILINEAR" if kind == "bilinear" else "RESIZE_NEAREST_NEIGHBOR", align, half))
+       for kind in ("bilinear", "nearest") for align, half in ((False, False), (False, True), (True, False))},
+    "quantize_float": _quantize_float,
+    "dequantize": lambda: (single_op("DEQUANTIZE", [("int8", (60, 50), Q(0.05, 3), None)],
+                                     [("float32", (60, 50), None)], {}, 2), [i8(60, 50)]),
+}
+# LiteRT's optimized DEQUANTIZE computes x * scale - zp * scale, which can land one ulp away.
+BUILTIN_ULP = {"dequantize"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kernel_matches_litert(case):
+    import runtime.lite
+    from converters.lite.writer import serialize
+
+    model, xs = CASES[case]()
+    blob = serialize(model)
+    feeds = dict(zip(model.inputs, xs, strict=True))
+    ref = litert(blob, xs, "reference")[0]
+    ours = runtime.lite.from_bytes(blob).interpreter.run(feeds)[model.outputs[0]]
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype
+    np.testing.assert_array_equal(ours, ref)
+    builtin = litert(blob, xs, "builtin")[0]
+    ours_b = runtime.lite.from_bytes(blob, kernels="builtin").interpreter.run(feeds)[model.outputs[0]]
+    if case in BUILTIN_ULP:
+        np.testing.assert_array_max_ulp(ours_b, builtin, maxulp=1)
+    else:
+        np.testing.assert_array_equal(ours_b, builtin)
+
+
+def test_builtin_and_reference_kernels_really_differ_on_fully_connected():
+    """Why the runtime has two kernel sets: on near-ties LiteRT's own kernels disagree."""
+    from converters.lite.writer import serialize
+
+    model, xs = _fc_case(True)
+    blob = serialize(model)
+    assert not np.array_equal(litert(blob, xs, "reference")[0], litert(blob, xs, "builtin")[0])
+
+
+def test_concatenation_refuses_mixed_quantization_like_litert():
+    import runtime.lite
+    from converters.lite.writer import serialize
+    from runtime.lite.kernels import KernelError
+
+    model = single_op("CONCATENATION", [("int8", (2, 3), A, None), ("int8", (2, 3), B, None)],
+                      [("int8", (2, 6), A)], {"axis": -1}, 2)
+    with pytest.raises(KernelError, match=r"operator 0 \(CONCATENATION\): int8 input 1 is quantized"):
+        runtime.lite.from_bytes(serialize(model))
+    with pytest.raises(RuntimeError, match="scale"):
+        litert(serialize(model), [i8(2, 3), i8(2, 3)])
+
+
+@pytest.mark.parametrize("real", [0.3, 1e-4, 0.999999, 1.0, 7.5, 2.0 ** -33])
+def test_quantize_multiplier_round_trips(real):
+    m, s = fx.quantize_multiplier(real)
+    if m:
+        assert (1 << 30) <= m < (1 << 31)
+        assert abs(m * 2.0 ** (s - 31) - real) <= real * 2.0 ** -30
+    else:
+        assert real < 2.0 ** -31
+
+
+def test_fixed_point_primitives_match_gemmlowp_definitions():
+    x = np.array([5, -5, 6, -6, 7, -7, 1 << 30, -(1 << 30)], np.int64)
+    assert fx.rounding_divide_by_pot(x, 1).tolist() == [3, -3, 3, -3, 4, -4, 1 << 29, -(1 << 29)]
+    a = np.array([fx.INT32_MIN, 1 << 30, -(1 << 30), 12345], np.int64)
+    b = np.array([fx.INT32_MIN, 1 << 30, 1 << 30, -(1 << 31) + 1], np.int64)
+    assert fx.saturating_rounding_doubling_high_mul(a, b).tolist() == [fx.INT32_MAX, 1 << 29, -(1 << 29), -12345]
+    assert fx.round_div(np.array([7, -7, 5, -5]), 2).tolist() == [4, -4, 3, -3]
+    assert fx.round_half_away(np.array([0.5, -0.5, 1.5, 2.4999])).tolist() == [1, -1, 2, 2]
