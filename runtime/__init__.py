@@ -33,7 +33,7 @@ def load(path: str | os.PathLike) -> Model:
         from converters.web.reader import read_model_json
 
         return from_graph(read_model_json(path))
-    from savedmodel.bundle import read_bundle
+    from savedmodel.reader import read_bundle
     from savedmodel.versions import resolve
 
     return Model.from_bundle(read_bundle(resolve(path)))

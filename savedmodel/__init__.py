@@ -28,7 +28,7 @@ __all__ = [
 
 def load(path: str | os.PathLike) -> Bundle:
     """Read a bundle (file, version directory or base path) without running it."""
-    from savedmodel.bundle import read_bundle
+    from savedmodel.reader import read_bundle
     from savedmodel.versions import resolve
 
     return read_bundle(resolve(Path(path)))

@@ -81,7 +81,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def describe(path: str | Path) -> dict[str, Any]:
     """What ``inspect`` shows, as a JSON-able dict."""
-    from savedmodel.bundle import read_bundle
+    from savedmodel.reader import read_bundle
     from savedmodel.versions import resolve
 
     file = resolve(Path(path))

@@ -41,16 +41,17 @@ def _load_source(src: Any) -> tuple[Graph, dict[str, Signature] | None, int | No
         if not path.exists():
             raise FileNotFoundError(f"model {str(path)!r} does not exist")
         if path.is_dir() or path.suffix.lower() in (".h5", ".hdf5"):
-            from savedmodel.bundle import read_bundle
-            from savedmodel.versions import resolve
+            import savedmodel
 
             try:
-                file = resolve(path)
-                bundle = read_bundle(file)
-                return bundle.graph, dict(bundle.signatures), file.stat().st_size, str(file)
+                bundle = savedmodel.load(path)
             except FormatError:
                 if path.is_dir():
                     raise
+            else:
+                file = Path(bundle.path) if getattr(bundle, "path", None) else None
+                size = file.stat().st_size if file is not None and file.is_file() else None
+                return bundle.graph, dict(bundle.signatures), size, str(file or path)
     from savedmodel.export import to_graph
 
     graph, _ = to_graph(src)

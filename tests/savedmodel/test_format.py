@@ -18,22 +18,20 @@ import numpy as np
 import pytest
 
 from savedmodel import format as fmt
-from savedmodel.bundle import (
-    Bundle,
-    Signature,
+from savedmodel.bundle import Bundle, Signature, write_bundle
+from savedmodel.dtypes import DTYPES, to_numpy
+from savedmodel.errors import FormatError, GraphError
+from savedmodel.ir import Graph, Node, TensorSpec
+from savedmodel.reader import read_bundle
+from savedmodel.records import (
     asset_checksum,
     bundle_digest,
     escape_name,
     parse_string_record,
-    read_bundle,
     string_record,
     tensor_checksum,
     unescape_name,
-    write_bundle,
 )
-from savedmodel.dtypes import DTYPES, to_numpy
-from savedmodel.errors import FormatError, GraphError
-from savedmodel.ir import Graph, Node, TensorSpec
 
 KERNEL = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
 BIAS = np.array([0.5, -1.0, 2.0], dtype=np.float32)

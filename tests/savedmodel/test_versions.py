@@ -13,9 +13,10 @@ import pytest
 
 import savedmodel.versions as versions
 from savedmodel import format as fmt
-from savedmodel.bundle import Bundle, Signature, read_bundle
+from savedmodel.bundle import Bundle, Signature
 from savedmodel.errors import FormatError, GraphError, VersionExistsError
 from savedmodel.ir import Graph, Node, TensorSpec
+from savedmodel.reader import read_bundle
 from savedmodel.versions import list_versions, publish, resolve
 
 
