@@ -4,12 +4,11 @@
 uses live in :mod:`savedmodel.format`. A bundle holds the graph (JSON), its
 weights (one checksummed dataset each), the signatures, assets (label lists,
 vocabularies, blobs, arrays) and free-form metadata, plus a digest over graph
-and weights. Reading is eager and defensive: the file is checked for links,
-virtual or external storage and forged sizes before any data is read.
+and weights. This module writes it; :mod:`savedmodel.reader` reads it back.
 
 >>> sig = Signature.from_graph(graph)                       # doctest: +SKIP
 >>> write_bundle(Bundle(graph, {"serving_default": sig}), "m/1/saved_model.h5")  # doctest: +SKIP
->>> read_bundle("m/1/saved_model.h5").graph.ops()          # doctest: +SKIP
+>>> savedmodel.reader.read_bundle("m/1/saved_model.h5").graph.ops()          # doctest: +SKIP
 ['Dense']
 """
 
