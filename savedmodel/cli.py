@@ -1,4 +1,4 @@
-"""The ``savedmodel`` command line: export, inspect, run, serve.
+"""The ``savedmodel`` command line: export, inspect, run, serve, convert.
 
 Errors print one line (``error: ...``) on stderr and exit with status 1;
 usage errors exit with 2, as argparse does.
@@ -7,6 +7,7 @@ usage errors exit with 2, as argparse does.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -56,15 +57,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="write the outputs to this .npz file instead of printing them")
     r.set_defaults(func=_run)
 
-    try:
-        from server.cli import add_arguments
-        from server.cli import run as serve
-    except ImportError:  # the server extra is not installed
-        pass
-    else:
-        s = sub.add_parser("serve", help="serve models over HTTP (TF Serving REST API and KServe V2)")
-        add_arguments(s)
-        s.set_defaults(func=serve)
+    # The server and the converters register their own subcommands; their
+    # modules import nothing heavy until the command runs.
+    for module, name, help_text in (
+        ("server.cli", "serve", "serve models over HTTP (TF Serving REST API and KServe V2)"),
+        ("converters.cli", "convert", "convert a bundle to TFLite (.tflite) or TF.js (model.json)"),
+    ):
+        try:
+            plugin = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        s = sub.add_parser(name, help=help_text)
+        plugin.add_arguments(s)
+        s.set_defaults(func=plugin.run)
     return p
 
 

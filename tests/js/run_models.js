@@ -8,7 +8,7 @@
 // Input files are raw little-endian values relative to "root". The script serves "root" on
 // 127.0.0.1 (so TF.js uses the same fetch-based loader as in a browser), loads every model and
 // prints one JSON line per job: {"id", "outputs": [{"name", "shape", "data": base64 float32}],
-// "latency_ms": median of "repeat" timed predictions} or {"id", "error": message}.
+// "latency_ms": median of "repeat" timed predictions after a warm-up} or {"id", "error": message}.
 'use strict';
 
 const fs = require('fs');
@@ -84,6 +84,8 @@ async function runJob(base, root, job) {
   };
   tf.dispose(out);
   if (job.repeat > 0) {
+    // Warm up (kernel JIT, allocator) before timing, so the order of the jobs does not matter.
+    for (let i = 0; i < Math.max(5, job.repeat / 5); i++) tf.dispose(predict());
     const times = [];
     for (let i = 0; i < job.repeat; i++) {
       const t0 = process.hrtime.bigint();
