@@ -47,6 +47,7 @@ def as_dtype(value: object) -> str:
     if dt is not None:
         if dt.kind in "OSU":
             return "string"
+        dt = dt.newbyteorder("=")  # '>f4' and '<f4' are both float32
         for name, candidate in _NUMPY.items():
             if candidate == dt and name != "string":
                 return name

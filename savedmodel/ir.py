@@ -177,7 +177,7 @@ class Graph:
             "outputs": [s.to_json() for s in self.outputs],
             "nodes": [n.to_json() for n in self.nodes],
             "weights": {
-                k: {"dtype": as_dtype(v.dtype), "shape": list(v.shape)} for k, v in self.weights.items()
+                k: {"dtype": as_dtype(np.asarray(v).dtype), "shape": list(np.shape(v))} for k, v in self.weights.items()
             },
         }
 

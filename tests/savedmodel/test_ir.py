@@ -112,3 +112,13 @@ def test_graph_json_round_trip():
     g.validate()
     again = Graph.from_json(g.to_json(), g.weights)
     assert again.to_json() == g.to_json()
+
+
+def test_big_endian_weights_are_float32():
+    from savedmodel.dtypes import as_dtype
+
+    assert as_dtype(np.dtype(">f4")) == "float32" and as_dtype("<i8") == "int64"
+    g = dense_graph()
+    g.weights["d/kernel"] = g.weights["d/kernel"].astype(">f4")
+    g.validate()
+    assert g.to_json()["weights"]["d/kernel"] == {"dtype": "float32", "shape": [4, 3]}
