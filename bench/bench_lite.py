@@ -8,7 +8,8 @@ pooling) on synthetic 28x28 images of 10 classes:
   on the Keras model), with the same 200 calibration samples;
 - file size of both int8 files;
 - argmax agreement of both int8 files (run in LiteRT) with the float model on 1000 test images;
-- LiteRT latency, batch 1: float32 vs int8 file, with XNNPACK and with the builtin kernels;
+- LiteRT latency, batch 1: our float32 and int8 files and TF's int8 file, with XNNPACK and with the
+  builtin kernels;
 - this toolkit's int8 runtime (runtime.lite): throughput at batch 1 and 256.
 
     .venv/bin/python bench/bench_lite.py [--repeats 5] [--json out.json]
@@ -195,14 +196,16 @@ def main() -> int:
                 "argmax_agreement": agree,
                 "litert_latency_us": {
                     f"{kind}_{'builtin' if b else 'xnnpack'}": litert_latency_us(p, x_test, b)
-                    for kind, p in (("float32", f32_path), ("int8", ours_path)) for b in (False, True)},
+                    for kind, p in (("float32", f32_path), ("int8", ours_path), ("tf_int8", tf_path))
+                    for b in (False, True)},
                 "runtime_lite_samples_per_s": {f"batch_{b}": throughput(ours_path, x_test, b) for b in (1, 256)},
             }
             results[name] = row
             print(f"\n{name} (float accuracy {row['float_accuracy']:.3f})")
             print(f"  convert incl. imports: ours {ours_t:.2f} s, TF {tf_t:.2f} s, ratio {ours_t / tf_t:.3f}")
             s = row["size_bytes"]
-            print(f"  size: ours {s['ours']:,} B, TF {s['tf']:,} B ({s['ours'] / s['tf']:.3f}x), float32 {s['float32']:,} B")
+            print(f"  size: ours {s['ours']:,} B, TF {s['tf']:,} B ({s['ours'] / s['tf']:.3f}x), "
+                  f"float32 {s['float32']:,} B")
             print(f"  argmax agreement with the float model: ours {agree['ours']:.3f}, TF {agree['tf']:.3f}")
             lat = row["litert_latency_us"]
             print("  LiteRT latency (us, batch 1): " + ", ".join(f"{k} {v:.1f}" for k, v in lat.items()))

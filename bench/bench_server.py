@@ -161,7 +161,17 @@ def prepare_models(work: Path) -> list[Model]:
 
 
 def predict_time(fn: object, inputs: dict[str, np.ndarray], rounds: int = 7, calls: int = 50) -> float:
-    """The in-process time of one signature call: the best of several medians (the machine may be busy)."""
+    """The in-process time of one signature call: the best of several medians (the machine may be busy).
+
+    With one BLAS thread, as both servers run their models (see start_mlserver).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _best_median(fn, inputs, rounds, calls)
+
+
+def _best_median(fn: object, inputs: dict[str, np.ndarray], rounds: int, calls: int) -> float:
     best = float("inf")
     for _ in range(rounds):
         times = []
@@ -344,7 +354,11 @@ def start_mlserver(python: str, models: list[Model], batching: bool, work: Path)
         if batching:
             settings.update({"max_batch_size": 64, "max_batch_time": 0.001})
         (folder / "model-settings.json").write_text(json.dumps(settings))
-    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{ROOT}"}
+    # One BLAS thread per inference, as our server sets for itself on a machine with as many cores as
+    # inference threads: several multi-threaded OpenBLAS products at once oversubscribe the CPUs. Without
+    # this, MLServer runs the CNN several times slower, which would measure BLAS, not the server.
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{ROOT}", "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1"}
     mlserver = str(Path(python).parent / "mlserver")
     proc = subprocess.Popen([mlserver, "start", str(repo)], cwd=repo, env=env,
                             stdout=open(work / f"{repo.name}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115

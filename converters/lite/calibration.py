@@ -93,7 +93,8 @@ def _as_dict(item: Any, specs: list[TensorSpec], where: str) -> dict[str, Any]:
     return {names[0]: item}
 
 
-def batches(data: Any, specs: list[TensorSpec], batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[dict[str, np.ndarray]]:
+def batches(data: Any, specs: list[TensorSpec],
+            batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[dict[str, np.ndarray]]:
     """Checked float32 batches (dicts by input name) from representative data in any accepted form."""
     if isinstance(data, (str, os.PathLike)):
         data = _load_file(Path(data), specs)

@@ -27,7 +27,7 @@ from savedmodel.errors import FormatError
 from savedmodel.ir import Graph
 
 MODES = ("int8", "float16", "dynamic", "float32")
-EVALUATION_SAMPLES = 256
+EVALUATION_SAMPLES = 64  # calibration samples the report evaluates on (without validation data)
 
 
 def _load_source(src: Any) -> tuple[Graph, dict[str, Signature] | None, int | None, str]:

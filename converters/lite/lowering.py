@@ -572,7 +572,8 @@ def _scale_shift(low: Lowering, node: Node, scale, shift, scale_first: bool = Tr
         return
     for i, (op, value, _) in enumerate(steps):
         dst = out if i == len(steps) - 1 else low.new(f"{node.name}/{op.lower()}", like=node.outputs[0])
-        low.op(op, [x, low.const(f"{node.name}/{op.lower()}_value", value)], [dst], {"fused_activation_function": "NONE"})
+        value_t = low.const(f"{node.name}/{op.lower()}_value", value)
+        low.op(op, [x, value_t], [dst], {"fused_activation_function": "NONE"})
         x = dst
 
 

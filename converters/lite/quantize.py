@@ -35,7 +35,7 @@ INT8_OPS = frozenset({
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "MAX_POOL_2D", "AVERAGE_POOL_2D",
     "MEAN", "REDUCE_MAX", "ADD", "SUB", "MUL", "CONCATENATION", "RESHAPE", "SQUEEZE", "SOFTMAX", "LOGISTIC",
     "TANH", "LEAKY_RELU", "RELU", "RELU6", "PAD", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE",
-    "SLICE", "TRANSPOSE", "MAXIMUM", "MINIMUM",
+    "SLICE", "TRANSPOSE", "MAXIMUM", "MINIMUM", "HARD_SWISH",
 })
 # Ops that read any tensor type and write no float (left alone by the quantizer).
 TYPE_AGNOSTIC = frozenset({"SHAPE"})

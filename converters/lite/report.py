@@ -114,8 +114,8 @@ def output_errors(ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> li
     return out
 
 
-def layer_errors(float_values: dict[int, np.ndarray], converted: dict[int, np.ndarray], model, index_map: dict[int, int],
-                 float_model) -> list[LayerError]:
+def layer_errors(float_values: dict[int, np.ndarray], converted: dict[int, np.ndarray], model,
+                 index_map: dict[int, int], float_model) -> list[LayerError]:
     """Per-tensor error of the converted model (dequantized) against the float graph's values."""
     producers = float_model.producers()
     errors = []

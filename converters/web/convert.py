@@ -25,6 +25,7 @@ from converters.web.errors import ConversionError, NotExpressible
 from converters.web.graph_writer import graph_model
 from converters.web.layers_writer import layers_model
 from converters.web.shards import pack_weights
+from savedmodel.errors import UnsupportedError
 from savedmodel.ir import Graph
 
 logger = logging.getLogger("converters.web")
@@ -116,8 +117,6 @@ def convert_graph(
             model = layers_model(graph, specs, name)
         except NotExpressible as e:
             if format == "layers":
-                from savedmodel.errors import UnsupportedError
-
                 raise UnsupportedError(
                     f"node {e.node!r} cannot be written as a TF.js layer: {e.reason}. "
                     "Use --format graph (or auto) for a TF.js graph model.", what=e.node) from e

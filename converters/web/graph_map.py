@@ -253,8 +253,8 @@ def global_pooling(em, node, xs):
 
 
 # -- normalisation ------------------------------------------------------------------------------
-def _along(em, node, value: str, rank: int, axis: int, size: int | None, base: str) -> str:
-    """A (C,) Const reshaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
+def _along(em, value: str, rank: int, axis: int, base: str) -> str:
+    """A (C,) tensor reshaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
     if axis == rank - 1:
         return value
     shape = [1] * (rank - axis - 1)
@@ -276,8 +276,8 @@ def batch_norm(em, node, xs):
                   T=F32)
     if "beta" in node.weights:
         shift = binary(em, "AddV2", shift, em.weight(node, "beta"), f"{n}/add_beta")
-    inv = _along(em, node, inv, rank, axis, None, f"{n}/inv")
-    shift = _along(em, node, shift, rank, axis, None, f"{n}/shift")
+    inv = _along(em, inv, rank, axis, f"{n}/inv")
+    shift = _along(em, shift, rank, axis, f"{n}/shift")
     return binary(em, "AddV2", binary(em, "Mul", xs[0], inv, f"{n}/mul"), shift, f"{n}/batchnorm")
 
 

@@ -55,11 +55,3 @@ def dequantize(stored: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     if meta[fmt.KEY_DTYPE] == "float16":
         return stored.astype(np.float32)
     return (stored.astype(np.float64) * float(meta[fmt.KEY_SCALE]) + float(meta[fmt.KEY_MIN])).astype(np.float32)
-
-
-def max_error(meta: dict[str, Any], values: np.ndarray) -> float:
-    """The largest error quantization may introduce on ``values`` (for tolerances in tests and reports)."""
-    if meta[fmt.KEY_DTYPE] == "float16":
-        peak = float(np.max(np.abs(values))) if np.size(values) else 0.0
-        return peak * 2.0**-11
-    return float(meta[fmt.KEY_SCALE]) / 2

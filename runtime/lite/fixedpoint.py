@@ -51,22 +51,19 @@ def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def _trunc_div_pow2(x: np.ndarray, bits: int) -> np.ndarray:
-    """x / 2**bits truncated toward zero, as C's integer division."""
-    return np.where(x >= 0, x >> bits, -((-x) >> bits))
-
-
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
     """gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2**31), ties away from zero."""
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
-    ab = a * b
-    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    out = _trunc_div_pow2(ab + nudge, 31)
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    if np.any(overflow):
-        out = np.where(overflow, INT32_MAX, out)
-    return out
+    r = a * b
+    r += np.where(r >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    r += (r < 0) * np.int64((1 << 31) - 1)  # >> floors; C's division truncates toward zero
+    r >>= 31
+    if b.ndim and np.any((a == INT32_MIN) & (b == INT32_MIN)):
+        r = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, r)
+    elif not b.ndim and int(b) == INT32_MIN and np.any(a == INT32_MIN):
+        r = np.where(a == INT32_MIN, INT32_MAX, r)
+    return r
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
@@ -102,14 +99,31 @@ def multiply_by_quantized_multiplier_half_up(x, multiplier, shift) -> np.ndarray
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
-    """TFLite MultiplyByQuantizedMultiplier (gemmlowp double rounding): x * multiplier * 2**(shift - 31)."""
-    x = np.asarray(x, np.int64)
+    """TFLite MultiplyByQuantizedMultiplier (gemmlowp double rounding): x * multiplier * 2**(shift - 31).
+
+    With a non-negative multiplier (always, from quantize_multiplier) both
+    roundings act on the magnitude: |high| = (|x m| + 2**30 - [x m < 0]) >> 31
+    (SaturatingRoundingDoublingHighMul, ties away from zero), then
+    (|high| + 2**(r-1)) >> r (RoundingDivideByPOT), and the sign goes back on.
+    Computed in place: a conv output is requantised with a handful of passes.
+    """
     shift = np.asarray(shift, np.int64)
+    multiplier = np.asarray(multiplier, np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
+    ab = np.array(x, np.int64)  # a copy we own
     if np.any(left):
-        x = x * (np.int64(1) << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+        ab <<= left
+    ab *= multiplier
+    negative = ab < 0
+    np.abs(ab, out=ab)
+    ab += np.int64(1 << 30)
+    ab -= negative
+    ab >>= 31
+    ab += (np.int64(1) << right) >> 1
+    ab >>= right
+    np.negative(ab, out=ab, where=negative)
+    return ab
 
 
 def multiply_by_quantized_multiplier_smaller_than_one(x, multiplier, shift) -> np.ndarray:

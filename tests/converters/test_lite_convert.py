@@ -36,6 +36,7 @@ def op_zoo():
     h = b.op("SeparableConv2D", h, filters=6, kernel_size=[3, 3], padding="same", depth_multiplier=2,
              depthwise_kernel=_w(3, 3, 3, 2), pointwise_kernel=_w(1, 1, 6, 6), bias=_w(6, scale=0.1), name="sep")
     h = b.op("LeakyReLU", h, negative_slope=0.1, name="leaky")
+    h = b.op("Activation", h, activation="hard_silu", name="hard_swish")
     s = b.op("Activation", h, activation="sigmoid", name="sigmoid")
     t = b.op("Activation", h, activation="tanh", name="tanh")
     h = b.op("Multiply", s, t, name="mul")

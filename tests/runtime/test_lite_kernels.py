@@ -18,7 +18,7 @@ pytest.importorskip("ai_edge_litert")
 pytestmark = pytest.mark.lite
 
 RNG = np.random.default_rng(2)
-A, B, O = Q(0.07, 5), Q(0.03, -20), Q(0.09, 10)
+A, B, OUT = Q(0.07, 5), Q(0.03, -20), Q(0.09, 10)
 
 
 def i8(*shape):
@@ -33,7 +33,7 @@ def _conv_case(pad, stride, dil, act):
     m = single_op("CONV_2D", [("int8", (12, h, h, 4), A, None), ("int8", w.shape, QuantParams(ws, np.zeros(6), 0), w),
                               ("int32", (6,), QuantParams(ws * np.float32(0.07), np.zeros(6), 0),
                                RNG.integers(-5000, 5000, 6))],
-                  [("int8", (12, ho, ho, 6), O)],
+                  [("int8", (12, ho, ho, 6), OUT)],
                   {"padding": pad, "stride_w": stride, "stride_h": stride, "dilation_w_factor": dil,
                    "dilation_h_factor": dil, "fused_activation_function": act}, 3)
     return m, [i8(12, h, h, 4)]
@@ -45,7 +45,7 @@ def _depthwise_case():
     m = single_op("DEPTHWISE_CONV_2D",
                   [("int8", (20, 7, 7, 4), A, None), ("int8", w.shape, QuantParams(ws, np.zeros(8), 3), w),
                    ("int32", (8,), QuantParams(ws * np.float32(0.07), np.zeros(8), 0), RNG.integers(-500, 500, 8))],
-                  [("int8", (20, 4, 4, 8), O)],
+                  [("int8", (20, 4, 4, 8), OUT)],
                   {"padding": "SAME", "stride_w": 2, "stride_h": 2, "depth_multiplier": 2}, 3)
     return m, [i8(20, 7, 7, 4)]
 
@@ -68,12 +68,12 @@ def _tconv_case(pad, out_hw):
                   [("int32", (4,), None, [4, out_hw, out_hw, 5]), ("int8", w.shape, QuantParams(ws, np.zeros(5), 0), w),
                    ("int8", (4, 5, 5, 4), A, None),
                    ("int32", (5,), QuantParams(ws * np.float32(0.07), np.zeros(5), 0), RNG.integers(-500, 500, 5))],
-                  [("int8", (4, out_hw, out_hw, 5), O)], {"padding": pad, "stride_w": 2, "stride_h": 2}, 3)
+                  [("int8", (4, out_hw, out_hw, 5), OUT)], {"padding": pad, "stride_w": 2, "stride_h": 2}, 3)
     return m, [i8(4, 5, 5, 4)]
 
 
 def _binary(op, act, shape_b=(30, 5, 6)):
-    m = single_op(op, [("int8", (30, 5, 6), A, None), ("int8", shape_b, B, None)], [("int8", (30, 5, 6), O)],
+    m = single_op(op, [("int8", (30, 5, 6), A, None), ("int8", shape_b, B, None)], [("int8", (30, 5, 6), OUT)],
                   {"fused_activation_function": act}, 2)
     return m, [i8(30, 5, 6), i8(*shape_b)]
 
@@ -209,3 +209,17 @@ def test_fixed_point_primitives_match_gemmlowp_definitions():
     assert fx.saturating_rounding_doubling_high_mul(a, b).tolist() == [fx.INT32_MAX, 1 << 29, -(1 << 29), -12345]
     assert fx.round_div(np.array([7, -7, 5, -5]), 2).tolist() == [4, -4, 3, -3]
     assert fx.round_half_away(np.array([0.5, -0.5, 1.5, 2.4999])).tolist() == [1, -1, 2, 2]
+
+
+@pytest.mark.parametrize("in_q, out_q", [(Q(0.05, 4), Q(0.03, -60)), (Q(0.2, -10), Q(0.05, -90)),
+                                          (Q(0.01, 0), Q(0.004, -100))])
+def test_hard_swish_int8_matches_litert(in_q, out_q):
+    import runtime.lite
+    from converters.lite.writer import serialize
+
+    model = single_op("HARD_SWISH", [("int8", (4, 64), in_q, None)], [("int8", (4, 64), out_q)], {}, 1)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(4, 64)
+    blob = serialize(model)
+    ours = runtime.lite.from_bytes(blob).interpreter.run({0: x})[1]
+    np.testing.assert_array_equal(ours, litert(blob, [x], "reference")[0])
+    np.testing.assert_array_equal(ours, litert(blob, [x], "builtin")[0])

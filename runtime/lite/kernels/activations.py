@@ -44,19 +44,22 @@ def softmax(ctx: OpContext):
         mult, left = _greater_than_one(real)
         diff_min = -_input_radius(_SOFTMAX_DIFF_BITS, left)
 
+        # exp of every possible difference to the row maximum (0 .. -255), once, in fixed point
+        diffs = -np.arange(256, dtype=np.int64)
+        scaled = fx.saturating_rounding_doubling_high_mul(diffs * (1 << left), mult)
+        exp_table = gl.exp_on_negative_values(scaled, _SOFTMAX_DIFF_BITS)
+        live_table = diffs >= diff_min
+        term_table = np.where(live_table, gl.rescale(exp_table, 0, _SOFTMAX_ACCUM_BITS), 0)
+
         def run_int8(xv):
-            v = xv.astype(np.int64)
-            diff = v - v.max(axis=-1, keepdims=True)
-            live = diff >= diff_min
-            scaled = fx.saturating_rounding_doubling_high_mul(diff * (1 << left), mult)
-            exps = gl.exp_on_negative_values(scaled, _SOFTMAX_DIFF_BITS)
-            terms = np.where(live, gl.rescale(exps, 0, _SOFTMAX_ACCUM_BITS), 0)
-            total = terms.sum(axis=-1, keepdims=True)
+            v = xv.astype(np.int16)
+            index = v.max(axis=-1, keepdims=True) - v  # -(x - max) in 0 .. 255
+            total = term_table[index].sum(axis=-1, keepdims=True)
             scale, bits_over_unit = gl.reciprocal(total, _SOFTMAX_ACCUM_BITS)
-            unsat = fx.rounding_divide_by_pot(fx.saturating_rounding_doubling_high_mul(scale, exps),
+            unsat = fx.rounding_divide_by_pot(fx.saturating_rounding_doubling_high_mul(scale, exp_table[index]),
                                               bits_over_unit + 31 - 8)
             out = np.clip(unsat + INT8_MIN, INT8_MIN, INT8_MAX)
-            return np.where(live, out, INT8_MIN).astype(np.int8)
+            return np.where(live_table[index], out, INT8_MIN).astype(np.int8)
 
         return run_int8
 
@@ -77,15 +80,14 @@ def _sigmoid_like(ctx: OpContext, fn, out_bits: int, out_zp: int, float_fn):
     mult, left = _greater_than_one(in_s * (1 << (31 - _SIGMOID_INPUT_BITS)))
     radius = _input_radius(_SIGMOID_INPUT_BITS, left)
 
-    def run_int8(xv):
-        v = xv.astype(np.int64) - in_zp
-        q4 = fx.multiply_by_quantized_multiplier(v, mult, left)
-        q0 = fn(q4, _SIGMOID_INPUT_BITS)
-        out = np.clip(fx.rounding_divide_by_pot(q0, 31 - out_bits) + out_zp, INT8_MIN, INT8_MAX)
-        out = np.where(v <= -radius, INT8_MIN, out)
-        return np.where(v >= radius, INT8_MAX, out).astype(np.int8)
-
-    return run_int8
+    # The output depends on the int8 input alone: tabulate the fixed-point function once.
+    v = np.arange(INT8_MIN, INT8_MAX + 1, dtype=np.int64) - in_zp
+    q4 = fx.multiply_by_quantized_multiplier(v, mult, left)
+    q0 = fn(q4, _SIGMOID_INPUT_BITS)
+    table = np.clip(fx.rounding_divide_by_pot(q0, 31 - out_bits) + out_zp, INT8_MIN, INT8_MAX)
+    table = np.where(v <= -radius, INT8_MIN, table)
+    table = np.where(v >= radius, INT8_MAX, table).astype(np.int8)
+    return lambda xv: table[xv.astype(np.int16) - INT8_MIN]
 
 
 @kernel("LOGISTIC")
@@ -157,12 +159,71 @@ def leaky_relu(ctx: OpContext):
     return lambda xv: np.where(xv >= 0, xv, alpha * xv).astype(np.float32)
 
 
+def _int16(v: int) -> int:
+    return max(-(1 << 15), min((1 << 15) - 1, v))
+
+
+def _srdhm16(a: int, b: int) -> int:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int16."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
+    return int((ab + nudge) / (1 << 15)) if ab + nudge >= 0 else -((-(ab + nudge)) >> 15)
+
+
+def _sdhm16(a: int, b: int) -> int:
+    """TFLite SaturatingDoublingHighMul on int16: truncating."""
+    if a == b == -(1 << 15):
+        return (1 << 15) - 1
+    ab = a * b
+    return ab >> 15 if ab >= 0 else -((-ab) >> 15)
+
+
+def _rdbpot(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    return (x >> exponent) + ((x & mask) > (mask >> 1) + (x < 0))
+
+
+def _int16_multiplier(real: float) -> tuple[int, int]:
+    """QuantizeMultiplier, then DownScaleInt32ToInt16Multiplier."""
+    m, e = fx.quantize_multiplier(real)
+    if m >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1, e
+    return (m + (1 << 15)) >> 16, e
+
+
 @kernel("HARD_SWISH")
 def hard_swish(ctx: OpContext):
-    """x * relu6(x + 3) / 6 (float32)."""
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("int8 HARD_SWISH is not supported by this runtime yet")
-    return lambda xv: xv * np.clip(xv + np.float32(3), np.float32(0), np.float32(6)) / np.float32(6)
+    """x * relu6(x + 3) / 6; int8 as TFLite's reference kernel (16-bit fixed point, tabulated)."""
+    x, y = ctx.input(0), ctx.output()
+    if x.dtype != "int8":
+        return lambda xv: xv * np.clip(xv + np.float32(3), np.float32(0), np.float32(6)) / np.float32(6)
+    in_s, in_zp = scale_zp(ctx.quant(x, "input"))
+    out_s, out_zp = scale_zp(ctx.quant(y, "output"))
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(in_s)
+    out_m, out_e = _int16_multiplier(float(hires / f32(out_s)))
+    relu_m, relu_e = _int16_multiplier(float(hires / f32(3.0 / 32768.0)))
+    if out_e > 0:
+        raise ctx.fail("output scale too small for int8 HARD_SWISH (TFLite requires a non-positive exponent)")
+    table = np.empty(256, np.int8)
+    for k, q in enumerate(range(INT8_MIN, INT8_MAX + 1)):
+        v = _int16(q - in_zp)
+        hi = _int16(v * (1 << 7))
+        pre_out = _srdhm16(hi, out_m)
+        reluish = hi
+        if relu_e > 0:
+            reluish = _int16(reluish * (1 << (relu_e - 1)))
+        reluish = _srdhm16(reluish, relu_m)
+        if relu_e > 0:
+            reluish = _int16(reluish * 2)
+        if relu_e < 0:
+            reluish = _rdbpot(reluish, -relu_e)
+        reluish = (reluish + (1 << 15)) >> 1
+        value = _rdbpot(_sdhm16(reluish, pre_out), -out_e) + out_zp
+        table[k] = min(max(value, INT8_MIN), INT8_MAX)
+    return lambda xv: table[xv.astype(np.int16) - INT8_MIN]
 
 
 @kernel("ELU")
