@@ -24,7 +24,8 @@ Run from the repository root with the server extra installed:
 
 MLServer is not a dependency of this project; to compare with it, install
 it into a separate virtual environment, e.g.
-``python3 -m venv /tmp/mlserver-venv && /tmp/mlserver-venv/bin/pip install mlserver h5py``.
+``python3 -m venv /tmp/mlserver-venv && /tmp/mlserver-venv/bin/pip install mlserver h5py "uvloop<0.22"``
+(MLServer 1.7's worker processes call ``asyncio.get_event_loop()``, which newer uvloop refuses).
 """
 
 from __future__ import annotations

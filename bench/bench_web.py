@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TFJS_PYTHON = "/tmp/tfjs-venv/bin/python"
-ROUNDS = 2  # TF.js latency: best median over interleaved rounds
+ROUNDS = 3  # TF.js latency: best median over interleaved rounds
 
 
 # -- the models: one builder for both Keras 3 (here) and tf_keras (the tensorflowjs venv) -------------------

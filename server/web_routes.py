@@ -30,7 +30,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from converters.web import format as fmt
 from converters.web.convert import WebModel, convert_graph
-from server.errors import InvalidArgument, NotFound, Unavailable
+from savedmodel.errors import UnsupportedError
+from server.errors import InvalidArgument, NotFound, Unavailable, Unimplemented
 
 TFJS_ENV = "SAVEDMODEL_TFJS_DIR"  # a directory holding tf.min.js (the npm package's dist/)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -96,7 +97,11 @@ def build_router(manager: Any, cache: WebModelCache | None = None) -> APIRouter:
             digest = getattr(bundle, "digest", "") or str(id(model))
             meta = {"model": {"name": lease.name, "version": lease.version}}
             key = (lease.name, lease.version, digest)
-            web = cache.get(key, lambda: convert_graph(graph, name=lease.name, metadata=meta))
+            try:
+                web = cache.get(key, lambda: convert_graph(graph, name=lease.name, metadata=meta))
+            except UnsupportedError as e:
+                raise Unimplemented(f"Model {lease.name} version {lease.version} cannot be served as a TF.js "
+                                    f"model: {e}") from e
             return lease.version, web, model
 
     async def model_json(name: str, version: int | None) -> Response:

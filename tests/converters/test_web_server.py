@@ -21,7 +21,7 @@ import savedmodel  # noqa: E402
 from converters.web import format as fmt  # noqa: E402
 from converters.web import read_model  # noqa: E402
 from savedmodel import demo  # noqa: E402
-from tests.converters.web_cases import two_input_graph  # noqa: E402
+from tests.converters.web_cases import transpose_case, two_input_graph  # noqa: E402
 
 pytestmark = pytest.mark.web
 
@@ -37,8 +37,10 @@ def _make_app(tmp: Path):
     from server.web_routes import add_web_routes
 
     savedmodel.save(two_input_graph(), tmp / "pair")
+    savedmodel.save(transpose_case((4, 4, 2), 3, (3, 3), dilation_rate=[2, 2])(), tmp / "dilated")
     app = create_app(ServerSettings(models=[
-        {"name": demo.NAME, "base_path": str(demo.BASE_PATH)}, {"name": "pair", "base_path": str(tmp / "pair")}]))
+        {"name": demo.NAME, "base_path": str(demo.BASE_PATH)}, {"name": "pair", "base_path": str(tmp / "pair")},
+        {"name": "dilated", "base_path": str(tmp / "dilated")}]))
     if not any(getattr(r, "path", "").startswith("/web/") for r in app.routes):  # not mounted by create_app yet
         add_web_routes(app)
     return app
@@ -88,6 +90,8 @@ def test_graph_model_fallback_is_served(client):
     ("/web/digits/versions/1/group1-shard9of9.bin", 404, r"Model digits version 1 has no TF.js file "
                                                          r"group1-shard9of9.bin"),
     ("/demo/nope", 404, r"Could not find any versions of model nope"),
+    ("/web/dilated/model.json", 501, r"Model dilated version 1 cannot be served as a TF.js model: node 'out' "
+                                     r"\(Conv2DTranspose\): TF.js' Conv2DBackpropInput has no dilation"),
 ])
 def test_errors(client, url, status, match):
     r = client.get(url)
