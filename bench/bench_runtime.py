@@ -11,6 +11,8 @@ Run from the repository root with the bench extras installed:
 
     .venv/bin/python bench/bench_runtime.py [--repeats 7] [--json out.json]
 
+Each engine is timed alone in a fresh process (so no engine's thread pool
+spins while another computes), in interleaved rounds; the best round counts.
 Prints a table of ratios. Wall-clock numbers on a shared 2-core machine are
 noisy: compare the ratios, which are measured side by side.
 """
@@ -25,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -112,15 +113,47 @@ def cold_start(code: str, repeats: int) -> tuple[float, float]:
     return statistics.median(inner), statistics.median(outer)
 
 
+WORKER = """
+import os, sys, time, statistics
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+import numpy as np
+from bench_runtime import timeit
+engine, path, x_file, repeats = {engine!r}, {path!r}, {x_file!r}, {repeats}
+x = np.load(x_file)
+if engine == "ours":
+    import runtime
+    m = runtime.load(path)
+    fn = lambda: m.predict(x)
+elif engine == "keras":
+    import keras
+    m = keras.saving.load_model(path)
+    fn = lambda: m.predict_on_batch(x)
+else:
+    import onnxruntime as ort
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    fn = lambda: s.run(None, {{name: x}})
+print(timeit(fn, repeats))
+"""
+
+
+def throughput(engine: str, path: Path, x_file: Path, repeats: int) -> float:
+    """Seconds per predict call of one engine, measured alone in a fresh process."""
+    code = WORKER.format(root=str(ROOT), bench=str(ROOT / "bench"), engine=engine, path=str(path),
+                         x_file=str(x_file), repeats=repeats)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved fresh-process rounds per engine")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import onnxruntime as ort
-
     import runtime
     import savedmodel
 
@@ -130,23 +163,24 @@ def main() -> None:
         for name, (model, shape) in build_models().items():
             rng = np.random.default_rng(1)
             model.predict(np.zeros((1, *shape), np.float32), verbose=0)
-            bundle = savedmodel.save(model, tmp / name)
-            keras_file = tmp / f"{name}.keras"
-            model.save(keras_file)
-            onnx_file = tmp / f"{name}.onnx"
-            model.export(str(onnx_file), format="onnx", verbose=False)
-            ours = runtime.load(bundle)
-            opts = ort.SessionOptions()
-            sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
-            onnx_input = sess.get_inputs()[0].name
+            files = {"ours": savedmodel.save(model, tmp / name), "keras": tmp / f"{name}.keras",
+                     "ort": tmp / f"{name}.onnx"}
+            model.save(files["keras"])
+            model.export(str(files["ort"]), format="onnx", verbose=False)
+            ours = runtime.load(files["ours"])
             row: dict[str, float] = {}
             for batch in (1, 32):
                 x = rng.standard_normal((batch, *shape)).astype(np.float32)
-                ref = model.predict_on_batch(x)
-                np.testing.assert_allclose(ours.predict(x), ref, rtol=1e-4, atol=1e-5)
-                t_ours = timeit(partial(ours.predict, x), args.repeats)
-                t_keras = timeit(partial(model.predict_on_batch, x), args.repeats)
-                t_ort = timeit(partial(sess.run, None, {onnx_input: x}), args.repeats)
+                np.testing.assert_allclose(ours.predict(x), model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
+                x_file = tmp / f"{name}_{batch}.npy"
+                np.save(x_file, x)
+                # Each engine runs alone in its own process (no thread pool of one engine spinning while
+                # another computes), and the rounds are interleaved so machine noise hits all alike.
+                times: dict[str, list[float]] = {"ours": [], "keras": [], "ort": []}
+                for _ in range(args.rounds):
+                    for engine in times:
+                        times[engine].append(throughput(engine, files[engine], x_file, args.repeats))
+                t_ours, t_keras, t_ort = (min(times[e]) for e in ("ours", "keras", "ort"))
                 row[f"b{batch}_ours_ms"] = t_ours * 1e3
                 row[f"b{batch}_keras_ms"] = t_keras * 1e3
                 row[f"b{batch}_ort_ms"] = t_ort * 1e3
@@ -154,8 +188,8 @@ def main() -> None:
                 row[f"b{batch}_vs_ort"] = t_ort / t_ours
             cold_shape = (1, *shape)
             runs = max(3, args.repeats // 2)
-            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(bundle), shape=cold_shape), runs)
-            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(keras_file), shape=cold_shape), runs)
+            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(files["ours"]), shape=cold_shape), runs)
+            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(files["keras"]), shape=cold_shape), runs)
             row.update(cold_ours_s=ours_in, cold_ours_process_s=ours_out, cold_keras_s=keras_in,
                        cold_keras_process_s=keras_out, cold_ratio=ours_in / keras_in)
             results[name] = row

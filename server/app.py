@@ -37,6 +37,7 @@ from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from server.middleware import BodyLimitMiddleware, CORSMiddleware, decode_body
 from server.service import InferenceService
 from server.settings import ModelConfig, ServerSettings
+from server.web_routes import add_web_routes
 
 logger = logging.getLogger("server")
 
@@ -144,6 +145,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     v2_router, v2_infer = v2.build_router(service, read_body)
     app.include_router(tfs_router)
     app.include_router(v2_router)
+    add_web_routes(app, manager)
 
     @app.get(settings.metrics_path, tags=["operations"], summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:

@@ -34,15 +34,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def _make_app(tmp: Path):
     from server.app import create_app
     from server.settings import ServerSettings
-    from server.web_routes import add_web_routes
 
     savedmodel.save(two_input_graph(), tmp / "pair")
     savedmodel.save(transpose_case((4, 4, 2), 3, (3, 3), dilation_rate=[2, 2])(), tmp / "dilated")
     app = create_app(ServerSettings(models=[
         {"name": demo.NAME, "base_path": str(demo.BASE_PATH)}, {"name": "pair", "base_path": str(tmp / "pair")},
         {"name": "dilated", "base_path": str(tmp / "dilated")}]))
-    if not any(getattr(r, "path", "").startswith("/web/") for r in app.routes):  # not mounted by create_app yet
-        add_web_routes(app)
     return app
 
 
