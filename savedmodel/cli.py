@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args) or 0
+    except ModuleNotFoundError as e:
+        if getattr(args, "extra", None) is None:
+            raise
+        print(f"error: {_missing_extra_message(args.command, args.extra, e.name)}", file=sys.stderr)
+        return 1
     except (SavedModelError, OSError, ValueError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
@@ -59,20 +65,31 @@ def _parser() -> argparse.ArgumentParser:
 
     # The server and the converters register their own subcommands; their
     # modules import nothing heavy until the command runs.
-    for module, name, help_text in (
-        ("server.cli", "serve", "serve models over HTTP (TF Serving REST API and KServe V2)"),
-        ("converters.cli", "convert", "convert a bundle to TFLite (.tflite) or TF.js (model.json)"),
+    for module, name, extra, help_text in (
+        ("server.cli", "serve", "server", "serve models over HTTP (TF Serving REST API and KServe V2)"),
+        ("converters.cli", "convert", "lite", "convert a bundle to TFLite (.tflite) or TF.js (model.json)"),
     ):
+        s = sub.add_parser(name, help=help_text)
+        s.set_defaults(command=name, extra=extra)
         try:
             plugin = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
+            # An optional extra is not installed: the command explains what to install.
+            s.add_argument("rest", nargs=argparse.REMAINDER)
+            s.set_defaults(func=partial(_raise_missing, e))
             continue
-        s = sub.add_parser(name, help=help_text)
         plugin.add_arguments(s)
         s.set_defaults(func=plugin.run)
     return p
+
+
+def _raise_missing(error: ModuleNotFoundError, args: argparse.Namespace) -> int:
+    raise error
+
+
+def _missing_extra_message(command: str, extra: str, module: str | None) -> str:
+    return (f"'savedmodel {command}' needs the {extra} extra (module {module!r} is missing); "
+            f"install it with: pip install 'savedmodel-toolkit[{extra}]'")
 
 
 def _export(args: argparse.Namespace) -> int:

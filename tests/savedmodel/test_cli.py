@@ -144,3 +144,17 @@ def test_no_command_prints_help_and_exits_2():
     done = cli()
     assert done.returncode == 2
     assert "export" in done.stdout and "inspect" in done.stdout and "run" in done.stdout
+
+
+def test_a_command_whose_extra_is_missing_says_what_to_install():
+    # As if the server package's dependencies were not installed: importing fastapi fails.
+    code = CLI_WITHOUT_FRAMEWORKS.replace('("keras", "tensorflow")', '("keras", "tensorflow", "fastapi")').replace(
+        'raise ImportError(f"importing {name} is forbidden in this process")',
+        "raise ModuleNotFoundError(f'No module named {name!r}', name=name)")
+    done = subprocess.run([sys.executable, "-c", code, "serve", "--port", "1"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: 'savedmodel serve' needs the server extra (module 'fastapi' is missing); "
+        "install it with: pip install 'savedmodel-toolkit[server]'"
+    )
