@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from runtime.kernels import get_kernel
+from runtime.kernels.conv import conv2d_maxpool
 from savedmodel.ir import Graph, Node, TensorSpec
 from savedmodel.ops import OPS
 
@@ -62,7 +63,7 @@ class Plan:
             release = tuple(s for t in set(n.inputs) if (s := slots[t]) not in keep and last_use[s] == i)
             kwargs = dict(n.attrs)
             kwargs.update({role: _as_float32(graph.weights[key]) for role, key in n.weights.items()})
-            fn = get_kernel(n.op)
+            fn = conv2d_maxpool if n.op == "Conv2D" and "pool" in kwargs else get_kernel(n.op)
             if not OPS[n.op].keeps_dtype and any(specs[t].dtype != "float32" for t in n.inputs):
                 fn = _float32_inputs(fn)
             steps.append(Step(n.name, fn, tuple(slots[t] for t in n.inputs),
@@ -108,13 +109,15 @@ def _as_float32(w: np.ndarray) -> np.ndarray:
 
 
 def optimize(graph: Graph, specs: dict[str, TensorSpec]) -> Graph:
-    """A copy of ``graph`` with BatchNormalization folded and activations fused.
+    """A copy of ``graph`` with BatchNormalization folded, activations fused and non-overlapping 'valid'
+    max pooling fused into the Conv2D feeding it (attr ``pool``: run by ``conv2d_maxpool``).
 
     ``specs`` are the tensor specs of the validated graph.
     """
     g = Graph(list(graph.inputs), list(graph.outputs), [copy.deepcopy(n) for n in graph.nodes], dict(graph.weights))
     _fold_batchnorm(g, specs)
     _fuse_activations(g)
+    _fuse_maxpool(g, specs)
     return g
 
 
@@ -190,4 +193,27 @@ def _fuse_activations(g: Graph) -> None:
         if producer is None:
             continue
         producer.attrs["activation"] = act
+        _bypass(g, producer, node)
+
+
+# Nondecreasing activations: they commute with a max, so a fused pooling may apply them after it.
+_MONOTONIC = {"linear", "relu", "relu6"}
+
+
+def _fuse_maxpool(g: Graph, specs: dict[str, TensorSpec]) -> None:
+    for node in [n for n in g.nodes if n.op == "MaxPooling2D"]:
+        a = node.attrs
+        if a["padding"] != "valid" or list(a["pool_size"]) != list(a["strides"]):
+            continue
+        t = node.inputs[0]
+        producer = g.producers().get(t)
+        if (producer is None or producer.op != "Conv2D" or producer.attrs["groups"] != 1
+                or producer.attrs["activation"] not in _MONOTONIC or "pool" in producer.attrs):
+            continue
+        if len(g.consumers().get(t, [])) != 1 or any(o.name == t for o in g.outputs):
+            continue
+        hw = specs[t].shape[1:3]
+        if specs[t].dtype != "float32" or any(d is None or d < k for d, k in zip(hw, a["pool_size"], strict=True)):
+            continue
+        producer.attrs["pool"] = [int(k) for k in a["pool_size"]]
         _bypass(g, producer, node)

@@ -10,15 +10,34 @@ multiply-accumulate over the kernel taps. No loop over batch items or pixels.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from runtime.kernels import kernel
 from runtime.kernels._windows import Phases, geometry, out_and_pad, windows
 from runtime.kernels.activations import apply_activation
 
 _F32 = np.float32
+
+
+_scratch = threading.local()
+
+
+def _scratch_array(tag: str, shape) -> np.ndarray:
+    """A float32 scratch array of ``shape``, this thread's own, reused from call to call: faulting in
+    fresh pages for big temporaries costs more than the work on them here. Never return one."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    size = math.prod(shape)
+    buf = bufs.get(tag)
+    if buf is None or buf.size < size:
+        buf = bufs[tag] = np.empty(size, _F32)
+    return buf[:size].reshape(shape)
 
 
 def add_bias(y: np.ndarray, bias: np.ndarray) -> None:
@@ -91,6 +110,61 @@ def conv2d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, 
     return apply_activation(y, activation, inplace=True)
 
 
+def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.ndarray:
+    """max over each (p, q) block of _conv2d(x, w) + bias: (N, Po, Qo, F), pool == stride, 'valid'.
+
+    The im2col rows are grouped by position in the pool block (one strided copy of the window view): one
+    GEMM, then the max of p * q contiguous blocks; conv outputs no pool window reads are never computed."""
+    n, c = x.shape[0], x.shape[3]
+    kh, kw, _, f = w.shape
+    (p, q), dw = pool, dilation[1]
+    k = kh * kw * c
+    view = windows(x, (kh, kw), strides, dilation, pad, (p * pooled_hw[0], q * pooled_hw[1]))
+    vn, vh, vw, *inner = view.strides
+    outer = ((p, q, n, *pooled_hw), (vh, vw, vn, p * vh, q * vw))
+    if (kw * c if dw == 1 else c) < 16:
+        # Few channels: a window row is too short a copy; build the matrix transposed, (tap, channel) major,
+        # so that the copy's inner loop runs along the output row instead.
+        # A row of ones carries the bias through the GEMM (cheaper than a pass over the output).
+        blocks = as_strided(view, (kh, kw, c, *outer[0]), (*inner, *outer[1]), writeable=False)
+        cols = _scratch_array("cols", (k + (bias is not None), *outer[0]))
+        np.copyto(cols[:k].reshape(blocks.shape), blocks)
+        wk = w.reshape(k, f)
+        if bias is not None:
+            cols[k] = 1
+            wk = np.concatenate([wk, bias[None]])
+            bias = None
+        cols = cols.reshape(len(cols), -1).T
+    else:
+        blocks = as_strided(view, (*outer[0], kh, kw, c), (*outer[1], *inner), writeable=False)
+        cols = _scratch_array("cols", blocks.shape)
+        np.copyto(cols, blocks)
+        cols, wk = cols.reshape(-1, k), w.reshape(k, f)
+    y = np.matmul(cols, wk, out=_scratch_array("gemm", (len(cols), f))).reshape(p * q, -1, f)
+    if p * q == 1:
+        out = y[0].copy()
+    else:
+        out = np.maximum(y[0], y[1])
+        for r in range(2, p * q):
+            np.maximum(out, y[r], out=out)
+    out = out.reshape(n, *pooled_hw, f)
+    if bias is not None:  # commutes with the max: added to the pooled output only
+        add_bias(out, bias)
+    return out
+
+
+def conv2d_maxpool(x, *, pool, filters, kernel_size, strides, padding, dilation_rate, groups, activation,
+                   use_bias, kernel, bias=None):
+    """max_pooling2d(conv2d(x, ...), pool_size=pool, strides=pool, padding='valid'), for a nondecreasing
+    activation (which, like the bias, commutes with the max and so is applied to the pooled output).
+
+    Not a catalogue kernel: the planner substitutes it for a Conv2D (groups 1) feeding only such a pooling."""
+    out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
+    pooled_hw = (out_hw[0] // pool[0], out_hw[1] // pool[1])
+    y = _conv2d_pooled(x, kernel, bias, strides, dilation_rate, pad, pooled_hw, tuple(pool))
+    return apply_activation(y, activation, inplace=True)
+
+
 @kernel("Conv1D")
 def conv1d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, activation, use_bias,
            kernel, bias=None):
@@ -106,6 +180,10 @@ def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
     if mult > 1:
         x = np.repeat(x, mult, axis=-1)
     w = w.reshape(kh, kw, c * mult)
+    if x.dtype == _F32 and 0 < x.shape[1] * x.shape[2] * out_hw[0] * out_hw[1] <= _SMALL_MAP:
+        return _depthwise_small(x, w, strides, dilation, pad, out_hw)
+    if tuple(strides) == (1, 1):
+        return _depthwise_unit_stride(x, w, dilation, pad, out_hw)
     if c * mult >= 32:
         # Many channels: one einsum over the window view, no temporaries.
         return np.einsum("nhwijc,ijc->nhwc", windows(x, (kh, kw), strides, dilation, pad, out_hw), w)
@@ -125,6 +203,71 @@ def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
                 np.multiply(src, wt, out=tmp)
                 acc += tmp
     return np.ascontiguousarray(acc.reshape(x.shape[0], out_hw[0], ph.width, c * mult)[:, :, :out_hw[1]])
+
+
+# Input pixels x output pixels up to which a depthwise convolution is a matrix product per channel.
+_SMALL_MAP = 4096
+
+
+@functools.lru_cache(maxsize=64)
+def _depthwise_matrix(w_bytes, w_shape, in_hw, out_hw, strides, dilation, pad) -> np.ndarray:
+    """(C, H*W, Ho*Wo): per channel, the linear map of a depthwise convolution with w (kh, kw, C)."""
+    kh, kw, c = w_shape
+    w = np.frombuffer(w_bytes, _F32).reshape(w_shape)
+    m = np.zeros((c, in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]), _F32)
+    rows, cols = np.arange(out_hw[0]), np.arange(out_hw[1])
+    for i in range(kh):
+        r = rows * strides[0] + i * dilation[0] - pad[0]
+        for j in range(kw):
+            q = cols * strides[1] + j * dilation[1] - pad[1]
+            inside = ((r >= 0) & (r < in_hw[0]))[:, None] & ((q >= 0) & (q < in_hw[1]))[None, :]
+            ro, qo = np.nonzero(inside)
+            m[:, r[ro] * in_hw[1] + q[qo], ro * out_hw[1] + qo] += w[i, j][:, None]
+    m.flags.writeable = False
+    return m
+
+
+def _depthwise_small(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
+    """_depthwise on a small feature map: one batched matrix product over the channels, (N, H*W) @
+    (H*W, Ho*Wo) each; the matrices are built once per kernel and geometry."""
+    n, h, wd, c = x.shape
+    w = np.ascontiguousarray(w, _F32)
+    m = _depthwise_matrix(w.tobytes(), w.shape, (h, wd), tuple(out_hw), tuple(strides), tuple(dilation),
+                          tuple(pad))
+    xt = _scratch_array("depthwise_in", (c, n, h * wd))
+    np.copyto(xt, x.reshape(n, h * wd, c).transpose(2, 0, 1))
+    y = np.matmul(xt, m, out=_scratch_array("depthwise_out", (c, n, m.shape[2])))
+    return np.ascontiguousarray(y.transpose(1, 2, 0)).reshape(n, *out_hw, c)
+
+
+def _depthwise_unit_stride(x, w, dilation, pad, out_hw) -> np.ndarray:
+    """_depthwise at stride 1, w (kh, kw, C): each image seen as rows of width * C values, so that a tap is a
+    plain slice, every row of it one contiguous run of out_w * C values, and a multiply-accumulate over
+    the whole batch; no scratch columns, no window view."""
+    n, h, wd, c = x.shape
+    kh, kw, _ = w.shape
+    (dh, dw), (ho, wo) = dilation, out_hw
+    need = (ho + (kh - 1) * dh, wo + (kw - 1) * dw)
+    if any(pad) or need[0] > h or need[1] > wd:
+        xp = np.zeros((n, need[0], need[1], c), x.dtype)
+        rows, cols = min(h, need[0] - pad[0]), min(wd, need[1] - pad[1])
+        xp[:, pad[0]:pad[0] + rows, pad[1]:pad[1] + cols] = x[:, :rows, :cols]
+    else:
+        xp = np.ascontiguousarray(x)
+    flat = xp.reshape(n, xp.shape[1], xp.shape[2] * c)
+    shape = (n, ho, wo * c)
+    acc = np.empty(shape, _F32)
+    tmp = np.empty(shape, _F32)
+    for i in range(kh):
+        for j in range(kw):
+            src = flat[:, i * dh:i * dh + ho, j * dw * c:(j * dw + wo) * c]
+            wt = np.tile(w[i, j], wo)
+            if i == j == 0:
+                np.multiply(src, wt, out=acc)
+            else:
+                np.multiply(src, wt, out=tmp)
+                acc += tmp
+    return acc.reshape(n, ho, wo, c)
 
 
 @kernel("DepthwiseConv2D")
