@@ -61,30 +61,64 @@ class SignatureFunction:
         self._plan = plan
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        expected = list(self.signature.inputs)
-        missing = [a for a in expected if a not in inputs]
-        unknown = [a for a in inputs if a not in self.signature.inputs]
-        if missing or unknown:
-            parts = [f"missing {missing}" if missing else "", f"unknown {unknown}" if unknown else ""]
-            raise InputError(
-                f"signature {self.name!r}: {' and '.join(p for p in parts if p)} inputs; "
-                f"expected inputs {expected}",
-                expected=str(expected), received=str(sorted(inputs)),
-            )
-        feeds = {
-            spec.name: check_input(spec, alias, inputs[alias]) for alias, spec in self.signature.inputs.items()
-        }
-        batches = {a.shape[0] for a in feeds.values() if a.ndim}
-        if len(batches) > 1:
-            raise InputError(
-                f"signature {self.name!r}: inputs have different batch sizes {sorted(batches)}",
-                expected="one batch size", received=str(sorted(batches)),
-            )
-        values = self._plan.run(feeds)
+        arrays = check_feeds(self.name, self.inputs, inputs)
+        values = self._plan.run({spec.name: arrays[alias] for alias, spec in self.signature.inputs.items()})
         return {alias: values[spec.name] for alias, spec in self.signature.outputs.items()}
 
 
-class Model:
+def check_feeds(signature: str, specs: list[TensorSpec], inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The inputs of a signature (``specs`` named by alias) checked and converted, by alias.
+
+    Raises InputError for missing or unknown names, a bad dtype or shape, and
+    inputs with different batch sizes.
+    """
+    expected = [s.name for s in specs]
+    missing = [a for a in expected if a not in inputs]
+    unknown = [a for a in inputs if a not in expected]
+    if missing or unknown:
+        parts = [f"missing {missing}" if missing else "", f"unknown {unknown}" if unknown else ""]
+        raise InputError(
+            f"signature {signature!r}: {' and '.join(p for p in parts if p)} inputs; expected inputs {expected}",
+            expected=str(expected), received=str(sorted(inputs)),
+        )
+    arrays = {spec.name: check_input(spec, spec.name, inputs[spec.name]) for spec in specs}
+    batches = {a.shape[0] for a in arrays.values() if a.ndim}
+    if len(batches) > 1:
+        raise InputError(
+            f"signature {signature!r}: inputs have different batch sizes {sorted(batches)}",
+            expected="one batch size", received=str(sorted(batches)),
+        )
+    return arrays
+
+
+class Predictor:
+    """``predict`` over a default signature; ``inputs``/``outputs`` are its specs."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    _default: Any
+
+    def predict(self, x: Any) -> Any:
+        """Run the default signature.
+
+        ``x`` is an array (single-input models) or a dict by input name; the
+        result is an array (single output) or a dict by output name.
+        """
+        names = [s.name for s in self.inputs]
+        if isinstance(x, Mapping):
+            inputs = dict(x)
+        elif len(names) == 1:
+            inputs = {names[0]: x}
+        else:
+            raise InputError(
+                f"this model has {len(names)} inputs; pass a dict with keys {names}",
+                expected=str(names), received=type(x).__name__,
+            )
+        out = self._default(**inputs)
+        return next(iter(out.values())) if len(out) == 1 else out
+
+
+class Model(Predictor):
     """A loaded model, ready to ``predict``.
 
     >>> m = runtime.load("models/mnist")          # doctest: +SKIP
@@ -107,25 +141,6 @@ class Model:
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Model:
         return cls(bundle.graph, bundle.signatures, bundle=bundle)
-
-    def predict(self, x: Any) -> Any:
-        """Run the default signature.
-
-        ``x`` is an array (single-input models) or a dict by input name; the
-        result is an array (single output) or a dict by output name.
-        """
-        names = [s.name for s in self.inputs]
-        if isinstance(x, Mapping):
-            inputs = dict(x)
-        elif len(names) == 1:
-            inputs = {names[0]: x}
-        else:
-            raise InputError(
-                f"this model has {len(names)} inputs; pass a dict with keys {names}",
-                expected=str(names), received=type(x).__name__,
-            )
-        out = self._default(**inputs)
-        return next(iter(out.values())) if len(out) == 1 else out
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}: {_describe(s)}" for s in self.inputs)

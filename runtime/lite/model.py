@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from converters.lite.model import LiteModel, SignatureDef
-from runtime.errors import InputError
 from runtime.lite.interpreter import Interpreter
-from runtime.model import check_input
+from runtime.model import Predictor, check_feeds, check_input
 from savedmodel.ir import TensorSpec
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -33,27 +32,13 @@ class LiteSignatureFunction:
         self.outputs = [_spec(model, a, i) for a, i in signature.outputs.items()]
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        expected = list(self._signature.inputs)
-        missing = [a for a in expected if a not in inputs]
-        unknown = [a for a in inputs if a not in self._signature.inputs]
-        if missing or unknown:
-            parts = [f"missing {missing}" if missing else "", f"unknown {unknown}" if unknown else ""]
-            raise InputError(
-                f"signature {self.name!r}: {' and '.join(p for p in parts if p)} inputs; expected inputs {expected}",
-                expected=str(expected), received=str(sorted(inputs)),
-            )
-        feeds = {}
-        for spec in self.inputs:
-            feeds[self._signature.inputs[spec.name]] = check_input(spec, spec.name, inputs[spec.name])
-        batches = {a.shape[0] for a in feeds.values() if a.ndim}
-        if len(batches) > 1:
-            raise InputError(f"signature {self.name!r}: inputs have different batch sizes {sorted(batches)}",
-                             expected="one batch size", received=str(sorted(batches)))
+        arrays = check_feeds(self.name, self.inputs, inputs)
+        feeds = {self._signature.inputs[alias]: array for alias, array in arrays.items()}
         values = self._interpreter.run(feeds)
         return {alias: values[i] for alias, i in self._signature.outputs.items()}
 
 
-class LiteRuntimeModel:
+class LiteRuntimeModel(Predictor):
     """A loaded .tflite model, run with TFLite's reference integer arithmetic
     (``kernels="builtin"``: the rounding of LiteRT's optimized kernels).
 
@@ -76,20 +61,6 @@ class LiteRuntimeModel:
         self._default = default
         self.inputs: list[TensorSpec] = default.inputs
         self.outputs: list[TensorSpec] = default.outputs
-
-    def predict(self, x: Any) -> Any:
-        """Run the default signature: an array (one input) or a dict by input name in;
-        an array (one output) or a dict by output name out."""
-        names = [s.name for s in self.inputs]
-        if isinstance(x, Mapping):
-            inputs = dict(x)
-        elif len(names) == 1:
-            inputs = {names[0]: x}
-        else:
-            raise InputError(f"this model has {len(names)} inputs; pass a dict with keys {names}",
-                             expected=str(names), received=type(x).__name__)
-        out = self._default(**inputs)
-        return next(iter(out.values())) if len(out) == 1 else out
 
     def run_all(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Every tensor's value (by tensor name) for inputs given by default-signature alias."""
