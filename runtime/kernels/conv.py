@@ -4,8 +4,12 @@ The im2col matrix is one contiguous copy of a strided window view of the
 (zero-padded) input, so numpy copies whole kernel rows (kw * C contiguous
 values) at a time; with few input channels those rows are short, and the
 matrix is built transposed from long runs instead (``Phases``). A column of
-ones carries the bias through the GEMM. Depthwise convolutions
-multiply-accumulate over the kernel taps. No loop over batch items or pixels.
+ones carries the bias through the GEMM. ``conv2d_maxpool`` (substituted by
+the planner for a Conv2D feeding a non-overlapping 'valid' MaxPooling2D)
+groups the im2col rows by pool position, so the pooling is a max of whole
+blocks. Depthwise convolutions multiply-accumulate over the kernel taps, or,
+on small feature maps, are one matrix product per channel. Big temporaries
+live in per-thread scratch buffers. No loop over batch items or pixels.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import math
 import threading
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from runtime.kernels import kernel
 from runtime.kernels._windows import Phases, geometry, out_and_pad, windows
@@ -25,15 +28,18 @@ _F32 = np.float32
 
 
 _scratch = threading.local()
+_SCRATCH_LIMIT = 1 << 22  # float32 elements (16 MB) per buffer
 
 
 def _scratch_array(tag: str, shape) -> np.ndarray:
     """A float32 scratch array of ``shape``, this thread's own, reused from call to call: faulting in
     fresh pages for big temporaries costs more than the work on them here. Never return one."""
+    size = math.prod(shape)
+    if size > _SCRATCH_LIMIT:  # not worth keeping alive between calls
+        return np.empty(shape, _F32)
     bufs = getattr(_scratch, "bufs", None)
     if bufs is None:
         bufs = _scratch.bufs = {}
-    size = math.prod(shape)
     buf = bufs.get(tag)
     if buf is None or buf.size < size:
         buf = bufs[tag] = np.empty(size, _F32)
@@ -114,32 +120,41 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
     """max over each (p, q) block of _conv2d(x, w) + bias: (N, Po, Qo, F), pool == stride, 'valid'.
 
     The im2col rows are grouped by position in the pool block (one strided copy of the window view): one
-    GEMM, then the max of p * q contiguous blocks; conv outputs no pool window reads are never computed."""
+    GEMM, then the max of p * q contiguous blocks; conv outputs no pool window reads are never computed.
+    Scratch buffers are this thread's own (``_scratch_array``); the result is a fresh array."""
     n, c = x.shape[0], x.shape[3]
     kh, kw, _, f = w.shape
-    (p, q), dw = pool, dilation[1]
+    (p, q), (dh, dw) = pool, dilation
     k = kh * kw * c
-    view = windows(x, (kh, kw), strides, dilation, pad, (p * pooled_hw[0], q * pooled_hw[1]))
-    vn, vh, vw, *inner = view.strides
-    outer = ((p, q, n, *pooled_hw), (vh, vw, vn, p * vh, q * vw))
-    if (kw * c if dw == 1 else c) < 16:
-        # Few channels: a window row is too short a copy; build the matrix transposed, (tap, channel) major,
-        # so that the copy's inner loop runs along the output row instead.
-        # A row of ones carries the bias through the GEMM (cheaper than a pass over the output).
-        blocks = as_strided(view, (kh, kw, c, *outer[0]), (*inner, *outer[1]), writeable=False)
-        cols = _scratch_array("cols", (k + (bias is not None), *outer[0]))
-        np.copyto(cols[:k].reshape(blocks.shape), blocks)
-        wk = w.reshape(k, f)
-        if bias is not None:
-            cols[k] = 1
-            wk = np.concatenate([wk, bias[None]])
-            bias = None
-        cols = cols.reshape(len(cols), -1).T
+    # The window view of ``windows``, made directly (np.ndarray on the buffer: as_strided costs more here).
+    need = ((p * pooled_hw[0] - 1) * strides[0] + (kh - 1) * dh + 1,
+            (q * pooled_hw[1] - 1) * strides[1] + (kw - 1) * dw + 1)
+    if any(pad) or need[0] > x.shape[1] or need[1] > x.shape[2]:
+        xp = np.zeros((n, *need, c), _F32)
+        rows, cols = min(x.shape[1], need[0] - pad[0]), min(x.shape[2], need[1] - pad[1])
+        xp[:, pad[0]:pad[0] + rows, pad[1]:pad[1] + cols] = x[:, :rows, :cols]
     else:
-        blocks = as_strided(view, (*outer[0], kh, kw, c), (*outer[1], *inner), writeable=False)
-        cols = _scratch_array("cols", blocks.shape)
-        np.copyto(cols, blocks)
-        cols, wk = cols.reshape(-1, k), w.reshape(k, f)
+        xp = np.ascontiguousarray(x, _F32)
+    sn, sh, sw, sc = xp.strides
+    vh, vw = sh * strides[0], sw * strides[1]
+    outer = ((p, q, n, *pooled_hw), (vh, vw, sn, p * vh, q * vw))
+    inner = ((kh, kw, c), (sh * dh, sw * dw, sc))
+    # A column of ones carries the bias through the GEMM (cheaper than a pass over the output).
+    wk = w.reshape(k, f) if bias is None else np.concatenate([w.reshape(k, f), bias[None]])
+    kb = len(wk)
+    if (kw * c if dw == 1 else c) < 16:
+        # Few channels: a window row is too short a copy; the matrix is built transposed, (tap, channel)
+        # major, so that the copy's inner loop runs along output rows.
+        blocks = np.ndarray((*inner[0], *outer[0]), _F32, xp, 0, (*inner[1], *outer[1]))
+        cols = _scratch_array("cols", (kb, *outer[0]))
+        np.copyto(cols[:k].reshape(blocks.shape), blocks)
+        cols[k:] = 1
+        cols = cols.reshape(kb, -1).T
+    else:
+        blocks = np.ndarray((*outer[0], *inner[0]), _F32, xp, 0, (*outer[1], *inner[1]))
+        cols = _scratch_array("cols", (math.prod(outer[0]), kb))
+        np.copyto(cols[:, :k].reshape(blocks.shape), blocks)
+        cols[:, k:] = 1
     y = np.matmul(cols, wk, out=_scratch_array("gemm", (len(cols), f))).reshape(p * q, -1, f)
     if p * q == 1:
         out = y[0].copy()
@@ -147,10 +162,7 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
         out = np.maximum(y[0], y[1])
         for r in range(2, p * q):
             np.maximum(out, y[r], out=out)
-    out = out.reshape(n, *pooled_hw, f)
-    if bias is not None:  # commutes with the max: added to the pooled output only
-        add_bias(out, bias)
-    return out
+    return out.reshape(n, *pooled_hw, f)
 
 
 def conv2d_maxpool(x, *, pool, filters, kernel_size, strides, padding, dilation_rate, groups, activation,
@@ -174,23 +186,33 @@ def conv1d(x, *, filters, kernel_size, strides, padding, dilation_rate, groups, 
     return apply_activation(y[:, 0], activation, inplace=True)
 
 
-def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
-    """Depthwise 2-D cross-correlation: w (kh, kw, C, mult) -> (N, Ho, Wo, C*mult), channel c*mult+m."""
+def _depthwise(x, w, strides, dilation, pad, out_hw, bias=None, activation="linear") -> np.ndarray:
+    """activation(depthwise 2-D cross-correlation + bias): w (kh, kw, C, mult) -> (N, Ho, Wo, C*mult),
+    channel c*mult+m."""
     kh, kw, c, mult = w.shape
     if mult > 1:
         x = np.repeat(x, mult, axis=-1)
     w = w.reshape(kh, kw, c * mult)
     if x.dtype == _F32 and 0 < x.shape[1] * x.shape[2] * out_hw[0] * out_hw[1] <= _SMALL_MAP:
-        return _depthwise_small(x, w, strides, dilation, pad, out_hw)
+        return _depthwise_small(x, w, strides, dilation, pad, out_hw, bias, activation)
+    y = _depthwise_linear(x, w, strides, dilation, pad, out_hw)
+    if bias is not None:
+        add_bias(y, bias)
+    return apply_activation(y, activation, inplace=True)
+
+
+def _depthwise_linear(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
+    """_depthwise without bias and activation, w (kh, kw, C)."""
+    kh, kw, _ = w.shape
     if tuple(strides) == (1, 1):
         return _depthwise_unit_stride(x, w, dilation, pad, out_hw)
-    if c * mult >= 32:
+    if x.shape[3] >= 32:
         # Many channels: one einsum over the window view, no temporaries.
         return np.einsum("nhwijc,ijc->nhwc", windows(x, (kh, kw), strides, dilation, pad, out_hw), w)
     # Few channels: the inner loops of a window view would be C long. Phases lets every tap read one
     # contiguous run per image instead, seen as (N, Ho, width * C) against the tap's weights tiled along a row.
     ph = Phases(x, (kh, kw), strides, dilation, pad, out_hw)
-    shape = (x.shape[0], out_hw[0], ph.width * c * mult)
+    shape = (x.shape[0], out_hw[0], ph.width * x.shape[3])
     acc = np.empty(shape, _F32)
     tmp = np.empty(shape, _F32)
     for i in range(kh):
@@ -202,8 +224,11 @@ def _depthwise(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
             else:
                 np.multiply(src, wt, out=tmp)
                 acc += tmp
-    return np.ascontiguousarray(acc.reshape(x.shape[0], out_hw[0], ph.width, c * mult)[:, :, :out_hw[1]])
+    return np.ascontiguousarray(acc.reshape(x.shape[0], out_hw[0], ph.width, x.shape[3])[:, :, :out_hw[1]])
 
+
+# Activations computed element by element, the same in any layout.
+_ELEMENTWISE = {"linear", "relu", "relu6"}
 
 # Input pixels x output pixels up to which a depthwise convolution is a matrix product per channel.
 _SMALL_MAP = 4096
@@ -227,9 +252,10 @@ def _depthwise_matrix(w_bytes, w_shape, in_hw, out_hw, strides, dilation, pad) -
     return m
 
 
-def _depthwise_small(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
+def _depthwise_small(x, w, strides, dilation, pad, out_hw, bias, activation) -> np.ndarray:
     """_depthwise on a small feature map: one batched matrix product over the channels, (N, H*W) @
-    (H*W, Ho*Wo) each; the matrices are built once per kernel and geometry."""
+    (H*W, Ho*Wo) each; the matrices are built once per kernel and geometry. Bias and an elementwise
+    activation are applied channel-major, before the transpose back."""
     n, h, wd, c = x.shape
     w = np.ascontiguousarray(w, _F32)
     m = _depthwise_matrix(w.tobytes(), w.shape, (h, wd), tuple(out_hw), tuple(strides), tuple(dilation),
@@ -237,7 +263,13 @@ def _depthwise_small(x, w, strides, dilation, pad, out_hw) -> np.ndarray:
     xt = _scratch_array("depthwise_in", (c, n, h * wd))
     np.copyto(xt, x.reshape(n, h * wd, c).transpose(2, 0, 1))
     y = np.matmul(xt, m, out=_scratch_array("depthwise_out", (c, n, m.shape[2])))
-    return np.ascontiguousarray(y.transpose(1, 2, 0)).reshape(n, *out_hw, c)
+    if bias is not None:
+        y += bias[:, None, None]
+    if activation in _ELEMENTWISE:
+        return np.ascontiguousarray(apply_activation(y, activation, inplace=True).transpose(1, 2, 0)).reshape(
+            n, *out_hw, c)
+    return apply_activation(np.ascontiguousarray(y.transpose(1, 2, 0)).reshape(n, *out_hw, c), activation,
+                            inplace=True)
 
 
 def _depthwise_unit_stride(x, w, dilation, pad, out_hw) -> np.ndarray:
@@ -275,10 +307,7 @@ def depthwise_conv2d(x, *, kernel_size, strides, padding, dilation_rate, activat
                      depth_multiplier, kernel, bias=None):
     """activation(depthwise_conv2d(x, kernel) + bias); output channel c*depth_multiplier + m."""
     out_hw, pad = geometry(x, kernel_size, strides, dilation_rate, padding)
-    y = _depthwise(x, kernel, strides, dilation_rate, pad, out_hw)
-    if bias is not None:
-        add_bias(y, bias)
-    return apply_activation(y, activation, inplace=True)
+    return _depthwise(x, kernel, strides, dilation_rate, pad, out_hw, bias, activation)
 
 
 @kernel("SeparableConv2D")
