@@ -121,28 +121,9 @@ def optimize(graph: Graph, specs: dict[str, TensorSpec]) -> Graph:
     return g
 
 
-def _sole_producer(g: Graph, node: Node) -> Node | None:
-    """The node producing ``node``'s single input, if nothing else reads it."""
-    if len(node.inputs) != 1:
-        return None
-    t = node.inputs[0]
-    producer = g.producers().get(t)
-    if producer is None or producer.op not in _FUSIBLE or producer.attrs["activation"] != "linear":
-        return None
-    if len(g.consumers().get(t, [])) != 1 or any(o.name == t for o in g.outputs):
-        return None
-    return producer
-
-
-def _bypass(g: Graph, producer: Node, node: Node) -> None:
-    """Let ``producer`` write ``node``'s output tensor and drop ``node``."""
-    producer.outputs = list(node.outputs)
-    g.nodes = [n for n in g.nodes if n is not node]
-
-
 def _fold_batchnorm(g: Graph, specs: dict[str, TensorSpec]) -> None:
     for node in [n for n in g.nodes if n.op == "BatchNormalization"]:
-        producer = _sole_producer(g, node)
+        producer = g.sole_producer(node, _FUSIBLE)
         rank = len(specs[node.inputs[0]].shape)
         if producer is None or node.attrs["axis"] % rank != rank - 1:
             continue
@@ -166,7 +147,7 @@ def _fold_batchnorm(g: Graph, specs: dict[str, TensorSpec]) -> None:
         producer.weights = {**producer.weights, role: f"{producer.name}/folded_{role}",
                             "bias": f"{producer.name}/folded_bias"}
         producer.attrs["use_bias"] = True
-        _bypass(g, producer, node)
+        g.bypass(producer, node)
 
 
 def _activation_of(node: Node) -> str | None:
@@ -189,11 +170,11 @@ def _fuse_activations(g: Graph) -> None:
         act = _activation_of(node)
         if act is None or act == "linear":
             continue
-        producer = _sole_producer(g, node)
+        producer = g.sole_producer(node, _FUSIBLE)
         if producer is None:
             continue
         producer.attrs["activation"] = act
-        _bypass(g, producer, node)
+        g.bypass(producer, node)
 
 
 # Nondecreasing activations: they commute with a max, so a fused pooling may apply them after it.
@@ -216,4 +197,4 @@ def _fuse_maxpool(g: Graph, specs: dict[str, TensorSpec]) -> None:
         if specs[t].dtype != "float32" or any(d is None or d < k for d, k in zip(hw, a["pool_size"], strict=True)):
             continue
         producer.attrs["pool"] = [int(k) for k in a["pool_size"]]
-        _bypass(g, producer, node)
+        g.bypass(producer, node)

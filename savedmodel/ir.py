@@ -9,7 +9,7 @@ depends on a library default.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,25 @@ class Graph:
             for t in n.inputs:
                 out.setdefault(t, []).append(n)
         return out
+
+    def sole_producer(self, node: Node, ops: Collection[str]) -> Node | None:
+        """The producer of ``node``'s single input, when it is one of ``ops``, has
+        no activation of its own, and nothing else (no node, no graph output)
+        reads that tensor: the node a rewrite may fuse ``node`` into."""
+        if len(node.inputs) != 1:
+            return None
+        t = node.inputs[0]
+        producer = self.producers().get(t)
+        if producer is None or producer.op not in ops or producer.attrs.get("activation", "linear") != "linear":
+            return None
+        if len(self.consumers().get(t, [])) != 1 or any(o.name == t for o in self.outputs):
+            return None
+        return producer
+
+    def bypass(self, producer: Node, node: Node) -> None:
+        """Let ``producer`` write ``node``'s output tensors and drop ``node``."""
+        producer.outputs = list(node.outputs)
+        self.nodes = [n for n in self.nodes if n is not node]
 
     def topological_order(self) -> list[Node]:
         """The nodes in an order where each follows its producers.

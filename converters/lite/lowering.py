@@ -73,23 +73,6 @@ def _relu_kind(node: Node) -> str | None:
     return None
 
 
-def _sole_producer(g: Graph, node: Node, ops: set[str]) -> Node | None:
-    if len(node.inputs) != 1:
-        return None
-    t = node.inputs[0]
-    producer = g.producers().get(t)
-    if producer is None or producer.op not in ops or producer.attrs.get("activation", "linear") != "linear":
-        return None
-    if len(g.consumers().get(t, [])) != 1 or any(o.name == t for o in g.outputs):
-        return None
-    return producer
-
-
-def _bypass(g: Graph, producer: Node, node: Node) -> None:
-    producer.outputs = list(node.outputs)
-    g.nodes = [n for n in g.nodes if n is not node]
-
-
 def _drop_identities(g: Graph) -> None:
     for node in [n for n in g.nodes if n.op == "Identity"]:
         src, dst = node.inputs[0], node.outputs[0]
@@ -108,7 +91,7 @@ def fold_batchnorm(g: Graph, specs: Mapping[str, TensorSpec]) -> None:
     """
     f32 = np.float32
     for node in [n for n in g.nodes if n.op == "BatchNormalization"]:
-        producer = _sole_producer(g, node, _WEIGHTED)
+        producer = g.sole_producer(node, _WEIGHTED)
         rank = len(specs[node.inputs[0]].shape)
         if producer is None or node.attrs["axis"] % rank != rank - 1:
             continue
@@ -137,7 +120,7 @@ def fold_batchnorm(g: Graph, specs: Mapping[str, TensorSpec]) -> None:
         producer.weights = {**producer.weights, role: f"{producer.name}/folded_{role}",
                             "bias": f"{producer.name}/folded_bias"}
         producer.attrs["use_bias"] = True
-        _bypass(g, producer, node)
+        g.bypass(producer, node)
 
 
 def fuse_relus(g: Graph) -> dict[str, str]:
@@ -152,14 +135,14 @@ def fuse_relus(g: Graph) -> dict[str, str]:
         kind = _relu_kind(node)
         if kind is None:
             continue
-        producer = _sole_producer(g, node, _FUSE_INTO)
+        producer = g.sole_producer(node, _FUSE_INTO)
         if producer is None or producer.name in fused:
             continue
         if producer.op in _WEIGHTED:
             producer.attrs["activation"] = kind
         else:
             fused[producer.name] = kind
-        _bypass(g, producer, node)
+        g.bypass(producer, node)
     return fused
 
 
