@@ -22,6 +22,8 @@ import numpy as np
 
 from converters.errors import CalibrationDataError
 from converters.lite.model import LiteModel
+from runtime.errors import InputError
+from runtime.model import check_input
 from savedmodel.ir import TensorSpec
 
 DEFAULT_BATCH_SIZE = 32
@@ -29,26 +31,13 @@ METHODS = ("minmax", "percentile")
 _SAMPLE_CAP = 1 << 16  # values kept per tensor and batch for percentile ranges
 
 
-def _describe(spec: TensorSpec) -> str:
-    dims = ", ".join("None" if d is None else str(d) for d in spec.shape)
-    return f"float32 with shape ({dims}{',' if len(spec.shape) == 1 else ''})"
-
-
 def _check(spec: TensorSpec, value: Any, where: str) -> np.ndarray:
-    expected = _describe(spec)
+    """One input's representative data as float32, checked as ``predict`` checks it."""
     try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as e:
-        raise CalibrationDataError(
-            f"{where}: input {spec.name!r} expected {expected}, received a value numpy cannot read ({e})",
-            input=spec.name, expected=expected, received=type(value).__name__) from e
-    received = f"{arr.dtype} with shape {arr.shape}"
-    dims_ok = arr.ndim == len(spec.shape) and all(d is None or d == n for d, n in zip(spec.shape, arr.shape))
-    if arr.dtype.kind not in "fiub" or not dims_ok:
-        raise CalibrationDataError(
-            f"{where}: input {spec.name!r} expected {expected}, received {received}",
-            input=spec.name, expected=expected, received=received)
-    return arr.astype(np.float32, copy=False)
+        arr = check_input(TensorSpec(spec.name, "float32", spec.shape), spec.name, value)
+    except InputError as e:
+        raise CalibrationDataError(f"{where}: {e}", input=e.input, expected=e.expected, received=e.received) from e
+    return arr
 
 
 def _load_file(path: Path, specs: list[TensorSpec]) -> Any:

@@ -196,13 +196,13 @@ def test_every_form_of_representative_data_gives_the_same_file(tmp_path):
 
 
 @pytest.mark.parametrize("data, match", [
-    (np.zeros((4, 12, 12, 1), "f4"), r"input 'image' expected float32 with shape \(None, 12, 12, 3\), "
+    (np.zeros((4, 12, 12, 1), "f4"), r"input 'image': expected float32 with shape \(None, 12, 12, 3\), "
                                      r"received float32 with shape \(4, 12, 12, 1\)"),
-    (np.array([["a"]]), r"input 'image' expected .* received <U1 with shape \(1, 1\)"),
+    (np.array([["a"]]), r"input 'image': expected .* received <U1 with shape \(1, 1\)"),
     ({"pixels": np.zeros((4, 12, 12, 3), "f4")}, r"expected inputs \['image'\], received \['pixels'\]"),
     (np.zeros((0, 12, 12, 3), "f4"), "representative data holds no samples"),
     ([], "representative data holds no batches"),
-    ([np.zeros((2, 12, 12, 3), "f4"), np.zeros((2, 5), "f4")], r"representative batch 1: input 'image' expected"),
+    ([np.zeros((2, 12, 12, 3), "f4"), np.zeros((2, 5), "f4")], r"representative batch 1: input 'image': expected"),
     (42, "representative data of type int is not supported"),
     ("missing.npy", "calibration file 'missing.npy' does not exist"),
 ])
