@@ -65,7 +65,8 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def _version(text: str | None) -> int | None:
+def parse_version(text: str | None) -> int | None:
+    """A version from a URL (None when absent), or TF Serving's InvalidArgument."""
     if text is None:
         return None
     try:
@@ -89,11 +90,11 @@ def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, 
 
     def status(request: Request, name: str, version: str | None = None) -> Response:
         request.scope[SCOPE_KEY] = (name, PROTOCOL, "status")
-        return _json(status_response(service.manager.status(name, _version(version))))
+        return _json(status_response(service.manager.status(name, parse_version(version))))
 
     def metadata(request: Request, name: str, version: str | None = None, label: str | None = None) -> Response:
         request.scope[SCOPE_KEY] = (name, PROTOCOL, "metadata")
-        with service.lease(ModelRef(name, _version(version), label)) as lease:
+        with service.lease(ModelRef(name, parse_version(version), label)) as lease:
             return _json(metadata_response(lease.name, lease.version, lease.model))
 
     async def infer(request: Request, name: str, method: str, version: str | None = None,
@@ -101,7 +102,7 @@ def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, 
         if method not in METHODS:
             raise InvalidArgument(f"Malformed request: POST {request.url.path}")
         request.scope[SCOPE_KEY] = (name, PROTOCOL, method)
-        ref = ModelRef(name, _version(version), label)
+        ref = ModelRef(name, parse_version(version), label)
         doc = request_object(loads(await read_body(request)))
         sig = signature_name(doc, DEFAULT_SIGNATURE)
         if method == "predict":

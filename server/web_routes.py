@@ -31,7 +31,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from converters.web import format as fmt
 from converters.web.convert import WebModel, convert_graph
 from savedmodel.errors import UnsupportedError
-from server.errors import InvalidArgument, NotFound, Unavailable, Unimplemented
+from server.errors import NotFound, Unavailable, Unimplemented
+from server.tfserving import parse_version
 
 TFJS_ENV = "SAVEDMODEL_TFJS_DIR"  # a directory holding tf.min.js (the npm package's dist/)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -73,15 +74,6 @@ class WebModelCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return model
-
-
-def _version(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidArgument(f"Failed to convert version: {text} to numeric.") from None
 
 
 def build_router(manager: Any, cache: WebModelCache | None = None) -> APIRouter:
@@ -129,11 +121,11 @@ def build_router(manager: Any, cache: WebModelCache | None = None) -> APIRouter:
 
     @router.get("/web/{name}/versions/{version}/model.json", summary="A version as a TF.js model")
     async def get_version_model_json(name: str, version: str) -> Response:
-        return await model_json(name, _version(version))
+        return await model_json(name, parse_version(version))
 
     @router.get("/web/{name}/versions/{version}/{shard}", summary="A weight shard")
     async def get_shard(name: str, version: str, shard: str) -> Response:
-        _, web, _ = await asyncio.to_thread(converted, name, _version(version))
+        _, web, _ = await asyncio.to_thread(converted, name, parse_version(version))
         data = web.shards.get(shard)
         if data is None:
             raise NotFound(f"Model {name} version {version} has no TF.js file {shard}; it has "
@@ -147,7 +139,7 @@ def build_router(manager: Any, cache: WebModelCache | None = None) -> APIRouter:
 
     @router.get("/demo/{name}/data.json", summary="Inputs and URLs of the demo page")
     async def demo_data(request: Request, name: str) -> Response:
-        version = _version(request.query_params.get("version"))
+        version = parse_version(request.query_params.get("version"))
         v, web, model = await asyncio.to_thread(converted, name, version)
         body = json.dumps(await asyncio.to_thread(_demo_data, name, v, web, model)).encode()
         return Response(body, media_type="application/json", headers={"Cache-Control": "no-cache"})
