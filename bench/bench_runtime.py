@@ -7,7 +7,7 @@ Measured in one run, on the same weights:
   fastest batch path) vs onnxruntime (the Keras model exported to ONNX by
   Keras' own exporter), for an MLP and a small CNN at batch 1 and 32.
 
-Run from the repository root with the bench extras installed:
+Run from the repository root with the bench extra installed (`pip install -e ".[bench]"`):
 
     .venv/bin/python bench/bench_runtime.py [--repeats 7] [--json out.json]
 
