@@ -18,8 +18,8 @@ import numpy as np
 
 from runtime.kernels import get_kernel
 from runtime.kernels.conv import conv2d_maxpool
-from savedmodel.ir import Graph, Node, TensorSpec
-from savedmodel.ops import OPS
+from savedmodel.ir import Graph, TensorSpec
+from savedmodel.ops import OPS, fused_activation
 
 # Ops whose output channels are the last axis and that take an `activation` attr.
 _FUSIBLE = {"Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"}
@@ -150,24 +150,9 @@ def _fold_batchnorm(g: Graph, specs: dict[str, TensorSpec]) -> None:
         g.bypass(producer, node)
 
 
-def _activation_of(node: Node) -> str | None:
-    """The fused-activation name equivalent to a standalone activation node."""
-    a = node.attrs
-    if node.op == "Activation":
-        return a["activation"]
-    if node.op == "ReLU" and a["negative_slope"] == 0 and a["threshold"] == 0:
-        if a["max_value"] is None:
-            return "relu"
-        if a["max_value"] == 6:
-            return "relu6"
-    if node.op == "Softmax" and a["axis"] in (-1, [-1]):
-        return "softmax"
-    return None
-
-
 def _fuse_activations(g: Graph) -> None:
     for node in list(g.nodes):
-        act = _activation_of(node)
+        act = fused_activation(node)
         if act is None or act == "linear":
             continue
         producer = g.sole_producer(node, _FUSIBLE)

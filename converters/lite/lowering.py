@@ -27,6 +27,7 @@ from converters.lite import format as fmt
 from converters.lite.model import LiteModel, SignatureDef, Tensor
 from savedmodel.bundle import Signature
 from savedmodel.ir import Graph, Node, TensorSpec
+from savedmodel.ops import fused_activation
 
 Mapping_ = Callable[["Lowering", Node], None]
 MAPPINGS: dict[str, Mapping_] = {}
@@ -62,15 +63,8 @@ class Lowered:
 
 def _relu_kind(node: Node) -> str | None:
     """'relu' / 'relu6' when ``node`` is a plain ReLU or ReLU6 (fusable), else None."""
-    a = node.attrs
-    if node.op == "Activation" and a["activation"] in ("relu", "relu6"):
-        return a["activation"]
-    if node.op == "ReLU" and a["negative_slope"] == 0 and a["threshold"] == 0:
-        if a["max_value"] is None:
-            return "relu"
-        if a["max_value"] == 6:
-            return "relu6"
-    return None
+    act = fused_activation(node)
+    return act if act in ("relu", "relu6") else None
 
 
 def _drop_identities(g: Graph) -> None:

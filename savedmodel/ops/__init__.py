@@ -176,5 +176,21 @@ def _shape_matches(got: tuple[int, ...], want: Shape) -> bool:
     return len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
 
 
+def fused_activation(node: Node) -> str | None:
+    """The ``activation`` attr value equivalent to a standalone activation node
+    (Activation, a plain ReLU / ReLU6, a last-axis Softmax), else None."""
+    a = node.attrs
+    if node.op == "Activation":
+        return a["activation"]
+    if node.op == "ReLU" and a["negative_slope"] == 0 and a["threshold"] == 0:
+        if a["max_value"] is None:
+            return "relu"
+        if a["max_value"] == 6:
+            return "relu6"
+    if node.op == "Softmax" and a["axis"] in (-1, [-1]):
+        return "softmax"
+    return None
+
+
 # The declarations live in these modules; importing them fills OPS.
 from savedmodel.ops import nn, tensor  # noqa: E402,F401
