@@ -41,4 +41,4 @@ def get_kernel(name: str) -> Kernel:
 
 
 # Importing the kernel modules fills KERNELS.
-from runtime.kernels import activations, conv, dense, merge, norm, pooling, shape  # noqa: E402,F401
+from runtime.kernels import activations, conv, dense, merge, norm, numeric, pooling, sequence, shape  # noqa: E402,F401

@@ -59,6 +59,7 @@ class Attr:
 
 
 ShapeRule = Callable[[list[TensorSpec], dict[str, Any]], list[Shape]]
+DtypeRule = Callable[[list[TensorSpec], dict[str, Any]], list[str]]
 WeightRule = Callable[[list[TensorSpec], dict[str, Any]], dict[str, Shape]]
 
 
@@ -75,6 +76,7 @@ class OpDef:
     inputs: tuple[int, int | None] = (1, 1)
     outputs: int = 1
     keeps_dtype: bool = False
+    dtypes: DtypeRule | None = None
     doc: str = field(default="", compare=False)
 
 
@@ -91,11 +93,14 @@ def op(
     inputs: tuple[int, int | None] = (1, 1),
     outputs: int = 1,
     keeps_dtype: bool = False,
+    dtypes: DtypeRule | None = None,
 ) -> Callable[[ShapeRule], ShapeRule]:
     """Declare op ``name`` with the decorated function as its shape rule.
 
     An op computes in float32 and outputs float32 for integer inputs, unless
     it only moves data (``keeps_dtype``: reshapes, padding, max pooling...).
+    An op whose output dtypes follow another rule (Cast, ArgMax, Shape...)
+    gives ``dtypes``: input specs and attrs -> one dtype per output.
     """
 
     def register(rule: ShapeRule) -> ShapeRule:
@@ -103,7 +108,7 @@ def op(
             raise ValueError(f"op {name!r} is declared twice")
         OPS[name] = OpDef(
             name, dict(attrs or {}), rule, weights, optional_weights, weight_shapes,
-            inputs, outputs, keeps_dtype, (rule.__doc__ or "").strip(),
+            inputs, outputs, keeps_dtype, dtypes, (rule.__doc__ or "").strip(),
         )
         return rule
 
@@ -166,10 +171,14 @@ def infer_node(node: Node, inputs: list[TensorSpec], weights: dict[str, np.ndarr
             raise GraphError(
                 f"weight {key!r} (role {role}) has shape {list(got)}, expected {list(want)}", node=node.name
             )
-    dtype = inputs[0].dtype if inputs else "float32"
-    if not spec.keeps_dtype and dtype not in FLOATS:
-        dtype = "float32"
-    return [TensorSpec(t, dtype, s) for t, s in zip(node.outputs, shapes)]
+    if spec.dtypes is not None:
+        dtypes = spec.dtypes(inputs, node.attrs)
+    else:
+        dtype = inputs[0].dtype if inputs else "float32"
+        if not spec.keeps_dtype and dtype not in FLOATS:
+            dtype = "float32"
+        dtypes = [dtype] * len(shapes)
+    return [TensorSpec(t, d, s) for t, d, s in zip(node.outputs, dtypes, shapes)]
 
 
 def _shape_matches(got: tuple[int, ...], want: Shape) -> bool:
@@ -193,4 +202,4 @@ def fused_activation(node: Node) -> str | None:
 
 
 # The declarations live in these modules; importing them fills OPS.
-from savedmodel.ops import nn, tensor  # noqa: E402,F401
+from savedmodel.ops import nn, numeric, sequence, tensor  # noqa: E402,F401

@@ -1,0 +1,3 @@
+"""Kernels of the plain tensor ops (savedmodel.ops.numeric)."""
+
+from __future__ import annotations
