@@ -5,7 +5,8 @@ Measured in one run, on the same weights:
   vs Keras' ``load_model`` + ``predict``;
 - predict throughput of our runtime vs Keras (``predict_on_batch``, its
   fastest batch path) vs onnxruntime (the Keras model exported to ONNX by
-  Keras' own exporter), for an MLP and a small CNN at batch 1 and 32.
+  Keras' own exporter), for an MLP, a small CNN, an LSTM text classifier
+  and a Transformer encoder block, at batch 1 and 32.
 
 Run from the repository root with the bench extra installed (`pip install -e ".[bench]"`):
 
@@ -60,7 +61,34 @@ def build_models():
     gamma, beta, mean, var = bn.get_weights()
     bn.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
                     rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
-    return {"mlp": (mlp, (784,)), "cnn": (cnn, (28, 28, 1))}
+    lstm = keras.Sequential(
+        [keras.Input((SEQ_LEN,), dtype="int32", name="x"), keras.layers.Embedding(VOCAB, 64),
+         keras.layers.LSTM(64), keras.layers.Dense(2, activation="softmax")],
+        name="lstm",
+    )
+    return {"mlp": (mlp, (784,)), "cnn": (cnn, (28, 28, 1)), "lstm": (lstm, (SEQ_LEN,)),
+            "transformer": (transformer_encoder(keras), (SEQ_LEN, 64))}
+
+
+SEQ_LEN, VOCAB = 32, 1000
+
+
+def transformer_encoder(keras):
+    """One post-norm Transformer encoder block (4 heads, FFN 128) and a pooled classifier head."""
+    x = keras.Input((SEQ_LEN, 64), name="x")
+    attn = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16)(x, x)
+    h = keras.layers.LayerNormalization(epsilon=1e-6)(keras.layers.Add()([x, attn]))
+    ffn = keras.layers.Dense(64)(keras.layers.Dense(128, activation="relu")(h))
+    h = keras.layers.LayerNormalization(epsilon=1e-6)(keras.layers.Add()([h, ffn]))
+    out = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling1D()(h))
+    return keras.Model(x, out, name="transformer")
+
+
+def sample(name: str, shape: tuple[int, ...], batch: int, rng: np.random.Generator) -> np.ndarray:
+    """A batch of inputs: token ids for the LSTM, standard normal floats otherwise."""
+    if name == "lstm":
+        return rng.integers(0, VOCAB, (batch, *shape)).astype(np.int32)
+    return rng.standard_normal((batch, *shape)).astype(np.float32)
 
 
 def timeit(fn, repeats: int, min_time: float = 0.2) -> float:
@@ -87,7 +115,7 @@ COLD_OURS = """
 import time; t0 = time.perf_counter()
 import numpy as np, runtime
 m = runtime.load({path!r})
-m.predict(np.zeros({shape}, np.float32))
+m.predict(np.zeros({shape}, {dtype!r}))
 print(time.perf_counter() - t0)
 """
 
@@ -96,7 +124,7 @@ import time; t0 = time.perf_counter()
 import os; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras
 m = keras.saving.load_model({path!r})
-m.predict(np.zeros({shape}, np.float32), verbose=0)
+m.predict(np.zeros({shape}, {dtype!r}), verbose=0)
 print(time.perf_counter() - t0)
 """
 
@@ -151,6 +179,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved fresh-process rounds per engine")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--models", default="mlp,cnn,lstm,transformer", help="comma-separated models to run")
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -160,9 +189,12 @@ def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        chosen = args.models.split(",")
         for name, (model, shape) in build_models().items():
+            if name not in chosen:
+                continue
             rng = np.random.default_rng(1)
-            model.predict(np.zeros((1, *shape), np.float32), verbose=0)
+            model.predict(sample(name, shape, 1, rng), verbose=0)
             files = {"ours": savedmodel.save(model, tmp / name), "keras": tmp / f"{name}.keras",
                      "ort": tmp / f"{name}.onnx"}
             model.save(files["keras"])
@@ -170,7 +202,7 @@ def main() -> None:
             ours = runtime.load(files["ours"])
             row: dict[str, float] = {}
             for batch in (1, 32):
-                x = rng.standard_normal((batch, *shape)).astype(np.float32)
+                x = sample(name, shape, batch, rng)
                 np.testing.assert_allclose(ours.predict(x), model.predict_on_batch(x), rtol=1e-4, atol=1e-5)
                 x_file = tmp / f"{name}_{batch}.npy"
                 np.save(x_file, x)
@@ -186,23 +218,23 @@ def main() -> None:
                 row[f"b{batch}_ort_ms"] = t_ort * 1e3
                 row[f"b{batch}_vs_keras"] = t_keras / t_ours
                 row[f"b{batch}_vs_ort"] = t_ort / t_ours
-            cold_shape = (1, *shape)
+            cold = {"shape": (1, *shape), "dtype": str(sample(name, shape, 1, rng).dtype)}
             runs = max(3, args.repeats // 2)
-            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(files["ours"]), shape=cold_shape), runs)
-            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(files["keras"]), shape=cold_shape), runs)
+            ours_in, ours_out = cold_start(COLD_OURS.format(path=str(files["ours"]), **cold), runs)
+            keras_in, keras_out = cold_start(COLD_KERAS.format(path=str(files["keras"]), **cold), runs)
             row.update(cold_ours_s=ours_in, cold_ours_process_s=ours_out, cold_keras_s=keras_in,
                        cold_keras_process_s=keras_out, cold_ratio=ours_in / keras_in)
             results[name] = row
 
-    print(f"{'model':5} {'batch':>5} {'ours ms':>9} {'keras ms':>9} {'ort ms':>9} {'x keras':>8} {'x ort':>7}")
+    print(f"{'model':11} {'batch':>5} {'ours ms':>9} {'keras ms':>9} {'ort ms':>9} {'x keras':>8} {'x ort':>7}")
     for name, row in results.items():
         for batch in (1, 32):
-            print(f"{name:5} {batch:>5} {row[f'b{batch}_ours_ms']:9.3f} {row[f'b{batch}_keras_ms']:9.3f} "
+            print(f"{name:11} {batch:>5} {row[f'b{batch}_ours_ms']:9.3f} {row[f'b{batch}_keras_ms']:9.3f} "
                   f"{row[f'b{batch}_ort_ms']:9.3f} {row[f'b{batch}_vs_keras']:8.2f} {row[f'b{batch}_vs_ort']:7.2f}")
     print("\n(x keras / x ort: our throughput as a multiple of the peer's; > 1 is faster)\n")
-    print(f"{'model':5} {'ours s':>8} {'keras s':>8} {'ratio':>6} {'ours proc s':>12} {'keras proc s':>13}")
+    print(f"{'model':11} {'ours s':>8} {'keras s':>8} {'ratio':>6} {'ours proc s':>12} {'keras proc s':>13}")
     for name, row in results.items():
-        print(f"{name:5} {row['cold_ours_s']:8.3f} {row['cold_keras_s']:8.3f} {row['cold_ratio']:6.3f} "
+        print(f"{name:11} {row['cold_ours_s']:8.3f} {row['cold_keras_s']:8.3f} {row['cold_ratio']:6.3f} "
               f"{row['cold_ours_process_s']:12.3f} {row['cold_keras_process_s']:13.3f}")
     print("\n(cold start = import + load + first predict inside a fresh process; proc = whole process wall time)")
     if args.json:

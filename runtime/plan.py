@@ -2,9 +2,9 @@
 
 The planner rewrites a copy of the graph (BatchNormalization folded into the
 preceding dense or convolution, activations fused into their producer), binds
-each node's attrs and float32 weights to its kernel, numbers the tensors into
-slots and records after which step each slot can be released. ``Plan.run``
-then only calls kernels.
+each node's attrs and float32 weights (a Constant's value in its own dtype)
+to its kernel, numbers the tensors into slots and records after which step
+each slot can be released. ``Plan.run`` then only calls kernels.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 
 from runtime.kernels import get_kernel
 from runtime.kernels.conv import conv2d_maxpool
-from savedmodel.ir import Graph, TensorSpec
+from savedmodel.dtypes import to_numpy
+from savedmodel.ir import Graph, Node, TensorSpec
 from savedmodel.ops import OPS, fused_activation
 
 # Ops whose output channels are the last axis and that take an `activation` attr.
@@ -62,9 +63,11 @@ class Plan:
         for i, n in enumerate(order):
             release = tuple(s for t in set(n.inputs) if (s := slots[t]) not in keep and last_use[s] == i)
             kwargs = dict(n.attrs)
-            kwargs.update({role: _as_float32(graph.weights[key]) for role, key in n.weights.items()})
+            kwargs.update(_bind_weights(n, graph.weights))
             fn = conv2d_maxpool if n.op == "Conv2D" and "pool" in kwargs else get_kernel(n.op)
-            if not OPS[n.op].keeps_dtype and any(specs[t].dtype != "float32" for t in n.inputs):
+            op = OPS[n.op]
+            # Ops with a dtypes rule (Cast, Gather, Divide...) take their inputs as they are.
+            if not op.keeps_dtype and op.dtypes is None and any(specs[t].dtype != "float32" for t in n.inputs):
                 fn = _float32_inputs(fn)
             steps.append(Step(n.name, fn, tuple(slots[t] for t in n.inputs),
                               tuple(slots[t] for t in n.outputs), kwargs, release))
@@ -96,6 +99,13 @@ def _float32_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn(*(x.astype(np.float32, copy=False) for x in inputs), **kwargs)
 
     return cast_then_run
+
+
+def _bind_weights(node: Node, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The node's weights by role: a Constant's value in its declared dtype, other float weights as float32."""
+    if node.op == "Constant":
+        return {"value": np.array(weights[node.weights["value"]], to_numpy(node.attrs["dtype"]), order="C")}
+    return {role: _as_float32(weights[key]) for role, key in node.weights.items()}
 
 
 def _as_float32(w: np.ndarray) -> np.ndarray:

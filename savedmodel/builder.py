@@ -57,9 +57,10 @@ class GraphBuilder:
                 self._weights[f"{name}/{key}"] = np.asarray(value)
             else:
                 attrs[key] = value.tolist() if isinstance(value, np.ndarray) else _plain(value)
-        outputs = [name] if spec.outputs == 1 else [f"{name}:{i}" for i in range(spec.outputs)]
+        count = spec.output_count(attrs)
+        outputs = [name] if count == 1 else [f"{name}:{i}" for i in range(count)]
         self._nodes.append(Node(name, op, list(inputs), outputs, attrs, weights))
-        return outputs[0] if spec.outputs == 1 else tuple(outputs)
+        return outputs[0] if count == 1 else tuple(outputs)
 
     def build(self, *outputs: str) -> Graph:
         """Validate and return the graph whose outputs are the given tensors."""

@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="savedmodel", description="Export, inspect and run model bundles.")
     sub = p.add_subparsers(metavar="COMMAND")
 
-    e = sub.add_parser("export", help="export a .keras or .h5 model file as a new bundle version")
-    e.add_argument("src", help="a .keras file or a legacy Keras .h5 file")
+    e = sub.add_parser("export", help="export a .keras, .h5 or .onnx model file as a new bundle version")
+    e.add_argument("src", help="a .keras file, a legacy Keras .h5 file or an .onnx file")
     e.add_argument("base_path", help="the model base path (version directories go under it)")
     e.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
     e.add_argument("--labels", help="a text file with one class label per line (adds a classify signature)")

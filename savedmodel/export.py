@@ -13,7 +13,9 @@ from savedmodel.format import METHOD_CLASSIFY
 from savedmodel.ir import Graph
 from savedmodel.versions import publish
 
-SOURCE_SUFFIXES = (".keras", ".h5", ".hdf5")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+ONNX_SUFFIX = ".onnx"
+SOURCE_SUFFIXES = (*KERAS_SUFFIXES, ONNX_SUFFIX)
 LABELS_ASSET = "labels"
 CLASSIFY_SIGNATURE = "classification"
 
@@ -26,11 +28,16 @@ def save(
     signatures: Mapping[str, Signature] | None = None,
     labels: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    example_inputs: Sequence[Any] | None = None,
 ) -> Path:
     """Export ``obj`` as a new version under ``base_path``; returns the file written.
 
     ``obj`` is a live Keras 3 model, a path to a ``.keras`` or legacy Keras
-    ``.h5`` file (read without importing Keras), or a :class:`Graph`.
+    ``.h5`` file (read without importing Keras), a path to an ``.onnx`` file or
+    an ``onnx.ModelProto`` (read with the ``onnx`` package, no onnxruntime), a
+    ``torch.nn.Module`` (exported through PyTorch's ONNX exporter with a
+    dynamic batch axis; ``example_inputs`` is the tuple of tensors to trace it
+    with, required for modules and refused otherwise), or a :class:`Graph`.
     ``labels`` names the classes of the (single) output and adds a
     ``classification`` signature; ``metadata`` is a JSON-able dict kept with
     the model.
@@ -38,8 +45,10 @@ def save(
     >>> path = save(model, "models/mnist")      # doctest: +SKIP
     >>> path                                    # doctest: +SKIP
     PosixPath('models/mnist/1/saved_model.h5')
+    >>> save("resnet.onnx", "models/resnet")                       # doctest: +SKIP
+    >>> save(net, "models/net", example_inputs=(torch.randn(1, 3, 32, 32),))   # doctest: +SKIP
     """
-    graph, source = to_graph(obj)
+    graph, source = to_graph(obj, example_inputs=example_inputs)
     sigs = {"serving_default": Signature.from_graph(graph)}
     assets: dict[str, Any] = {}
     if labels is not None:
@@ -50,8 +59,16 @@ def save(
     return publish(bundle, base_path, version)
 
 
-def to_graph(obj: Any) -> tuple[Graph, dict[str, Any]]:
+def to_graph(obj: Any, *, example_inputs: Sequence[Any] | None = None) -> tuple[Graph, dict[str, Any]]:
     """The IR graph of a supported source object and a description of its source."""
+    from savedmodel.importers.onnx.pytorch import import_torch_module, is_torch_module
+
+    if is_torch_module(obj):
+        return import_torch_module(obj, example_inputs)
+    if example_inputs is not None:
+        raise SavedModelError(
+            f"example_inputs= is only for torch.nn.Module sources; received a {type(obj).__qualname__}"
+        )
     if isinstance(obj, Graph):
         obj.validate()
         return obj, {"framework": "savedmodel.builder"}
@@ -64,6 +81,10 @@ def to_graph(obj: Any) -> tuple[Graph, dict[str, Any]]:
             )
         if not path.is_file():
             raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+        if path.suffix.lower() == ONNX_SUFFIX:
+            from savedmodel.importers.onnx import import_onnx_file
+
+            return import_onnx_file(path)
         from savedmodel.importers.keras import import_keras_file
 
         return import_keras_file(path)
@@ -71,16 +92,26 @@ def to_graph(obj: Any) -> tuple[Graph, dict[str, Any]]:
         from savedmodel.importers.keras import import_keras_model
 
         return import_keras_model(obj)
+    if _is_onnx_model(obj):
+        from savedmodel.importers.onnx import import_onnx_model
+
+        return import_onnx_model(obj)
     raise UnsupportedError(
         f"cannot export an object of type {type(obj).__module__}.{type(obj).__qualname__}.",
         kind=type(obj).__qualname__,
-        supported=("keras.Model", "a .keras or .h5 file path", "savedmodel.Graph"),
+        supported=("keras.Model", "a .keras or .h5 file path", "a .onnx file path", "onnx.ModelProto",
+                   "torch.nn.Module", "savedmodel.Graph"),
     )
 
 
 def _is_keras_model(obj: Any) -> bool:
     """True for subclasses of keras.Model defined outside keras (user models)."""
     return any(c.__module__.split(".")[0] == "keras" and c.__name__ == "Model" for c in type(obj).__mro__)
+
+
+def _is_onnx_model(obj: Any) -> bool:
+    """True for an onnx.ModelProto, without importing onnx."""
+    return type(obj).__name__ == "ModelProto" and type(obj).__module__.split(".")[0] == "onnx"
 
 
 def _classify_signature(graph: Graph, labels: list[str]) -> Signature:

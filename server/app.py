@@ -35,6 +35,7 @@ from server.fastpath import HotRoutes
 from server.manager import ModelManager
 from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from server.middleware import BodyLimitMiddleware, CORSMiddleware, decode_body
+from server.security import ApiKeyMiddleware, ApiKeys, RateLimiter, RateLimitMiddleware, read_api_key_file
 from server.service import InferenceService
 from server.settings import ModelConfig, ServerSettings
 from server.web_routes import add_web_routes
@@ -118,7 +119,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     threads = settings.batching.num_batch_threads if settings.enable_batching else settings.num_inference_threads
     executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
     batcher = Batcher(settings.batching, executor, metrics) if settings.enable_batching else None
-    service = InferenceService(manager, DirectRunner(executor), batcher, settings.request_timeout_ms)
+    service = InferenceService(manager, DirectRunner(executor), batcher, settings.request_timeout_ms,
+                               settings.max_tensor_elements)
+    keys = api_keys(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,6 +130,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # The ASGI server has stopped accepting and waited for the requests in flight; run what is
+            # still queued so that no accepted request loses its answer.
+            if isinstance(service.batcher, Batcher):  # the one in use: embedders may have replaced it
+                await service.batcher.drain(settings.graceful_shutdown_timeout)
             await asyncio.to_thread(manager.stop)
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -157,14 +164,29 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 Exception):
         app.add_exception_handler(cls, error_response)
 
-    # Starlette wraps in reverse order: CORS is outermost, so even a 413 carries its headers;
-    # the inference routes are dispatched innermost, inside the body limit and the metrics.
+    # Starlette wraps in reverse order: CORS is outermost, so even a 401 or 413 carries its headers;
+    # the inference routes are dispatched innermost, inside the body limit, the rate limit, the API key
+    # check and the metrics. The key is checked before the rate limit so that it counts per key.
     app.add_middleware(HotRoutes, routes=[tfs_infer, v2_infer])
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    if settings.rate_limit:
+        app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.burst))
+    if keys is not None:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.enable_cors:
         app.add_middleware(CORSMiddleware)
     return app
+
+
+def api_keys(settings: ServerSettings) -> ApiKeys | None:
+    """The API keys ``settings`` require (from its key file and its digests), or None when keys are off."""
+    if not settings.requires_api_key:
+        return None
+    digests = list(settings.api_key_digests)
+    if settings.api_key_file is not None:
+        digests += read_api_key_file(settings.api_key_file)
+    return ApiKeys(digests)
 
 
 def app_from_environment() -> Any:

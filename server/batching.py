@@ -89,6 +89,7 @@ class Batcher:
         self._free = params.num_batch_threads
         self._timeout = params.batch_timeout_micros / 1e6
         self._limit = params.max_enqueued_batches * params.max_batch_size
+        self._draining = False
 
     def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
                rows: int) -> asyncio.Future[Outputs]:
@@ -113,7 +114,7 @@ class Batcher:
     def _dispatch(self, qkey: Hashable, queue: _Queue) -> None:
         """Start batches from ``queue`` while threads are free and a batch is due."""
         while self._free and queue.tasks:
-            if self._timeout and queue.rows < self.params.max_batch_size:
+            if self._timeout and queue.rows < self.params.max_batch_size and not self._draining:
                 wait = queue.tasks[0].enqueued + self._timeout - time.perf_counter()
                 if wait > 0:
                     if queue.timer is None:
@@ -124,6 +125,26 @@ class Batcher:
                 self._start(queue, batch)
         if not queue.tasks and queue.timer is None and self._queues.get(qkey) is queue:
             del self._queues[qkey]
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is queued or a batch is running."""
+        return self._free < self.params.num_batch_threads or any(q.tasks for q in self._queues.values())
+
+    async def drain(self, timeout: float) -> bool:
+        """Run everything queued at once, without waiting for fuller batches, and wait until all batches finish.
+
+        Called at shutdown, so that requests accepted before it get their
+        answers. Returns False if work was still left after ``timeout`` seconds.
+        """
+        self._draining = True
+        self._dispatch_all()
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.busy:
+            logger.error("batches still queued or running after %.1f s of shutdown; they are dropped", timeout)
+        return not self.busy
 
     def _on_timer(self, qkey: Hashable, queue: _Queue) -> None:
         queue.timer = None

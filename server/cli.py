@@ -13,6 +13,7 @@ This module imports neither FastAPI nor uvicorn until ``run``: the
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ DEFAULT_PORT = 8501
 DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MODEL_NAME = "default"  # TF Serving's default --model_name
+DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 25.0  # as server.settings, which this module must not import at import time
 
 logger = logging.getLogger("server")
 
@@ -93,6 +95,150 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     batching.add_argument("--intra-op-parallelism", "--tensorflow-intra-op-parallelism",
                           "--tensorflow_intra_op_parallelism", dest="intra_op_parallelism", type=int, default=0,
                           help="BLAS threads per inference (default 0: the CPUs divided by the inference threads)")
+    add_ray_arguments(parser)
+    add_security_arguments(parser)
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """API keys, TLS, rate and size limits, and shutdown (docs/DEPLOY.md)."""
+    security = parser.add_argument_group("security and limits")
+    security.add_argument("--api-key-file",
+                          help="require an API key ('Authorization: Bearer KEY' or 'X-API-Key: KEY') on every "
+                               "route but /v2/health/*; the file holds one key per line, '#' starts a comment")
+    security.add_argument("--ssl-certfile", help="serve HTTPS with this PEM certificate chain")
+    security.add_argument("--ssl-keyfile", help="the certificate's PEM private key (default: in --ssl-certfile)")
+    security.add_argument("--rate-limit", type=float, default=0.0, metavar="PER_SECOND",
+                          help="requests per second per client (its API key, else its address), then 429 "
+                               "(default 0: no limit)")
+    security.add_argument("--rate-limit-burst", type=int, default=0,
+                          help="requests a client may send at once (default: the rate limit, rounded up)")
+    security.add_argument("--max-tensor-elements", type=int, default=0,
+                          help="most elements in one input tensor, then 413 (default 0: bounded by "
+                               "--max-body-bytes only)")
+    security.add_argument("--graceful-shutdown-timeout", type=float, default=DEFAULT_GRACEFUL_SHUTDOWN_SECONDS,
+                          metavar="SECONDS",
+                          help="on SIGTERM, stop accepting and wait this long for requests in flight and "
+                               f"queued batches (default {DEFAULT_GRACEFUL_SHUTDOWN_SECONDS:g})")
+
+
+def security_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings fields of the security flags; ValueError names a file that cannot be used."""
+    from pathlib import Path
+
+    from server.security import read_api_key_file
+
+    fields: dict[str, Any] = {
+        "rate_limit": args.rate_limit, "rate_limit_burst": args.rate_limit_burst,
+        "max_tensor_elements": args.max_tensor_elements,
+        "graceful_shutdown_timeout": args.graceful_shutdown_timeout,
+    }
+    if args.api_key_file:
+        fields["api_key_file"] = Path(args.api_key_file).resolve()
+        read_api_key_file(fields["api_key_file"])  # fail now, with the file's problem, not at startup
+    if args.ssl_keyfile and not args.ssl_certfile:
+        raise ValueError("--ssl-keyfile needs --ssl-certfile")
+    for flag, value in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if value:
+            path = Path(value)
+            if not path.is_file():
+                raise ValueError(f"{flag} {path} is not a file")
+            fields[flag[2:].replace("-", "_")] = path.resolve()
+    return fields
+
+
+def _autoscale(text: str) -> tuple[int, int]:
+    """``MIN:MAX`` replicas for ``--autoscale``."""
+    low, sep, high = text.partition(":")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX replicas such as 1:8, got {text!r}")
+    bounds = int(low), int(high)
+    if bounds[0] < 1 or bounds[0] > bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
+    return bounds
+
+
+RAY_FLAGS = {"replicas": "--replicas", "autoscale": "--autoscale", "autoscale_target": "--autoscale-target",
+             "ray_address": "--address", "ray_num_cpus": "--ray-num-cpus",
+             "ray_threads": "--ray-threads-per-replica", "ray_max_ongoing": "--ray-max-ongoing-requests"}
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--ray`` flags: serve through Ray Serve's HTTP proxy with replicas on a Ray cluster."""
+    ray = parser.add_argument_group("ray (needs the ray extra)")
+    _flag(ray, "--ray", help="run replicas of the server on Ray Serve behind Ray's HTTP proxy on --host/--port")
+    ray.add_argument("--replicas", type=int, default=None, help="fixed number of replicas (default 1)")
+    ray.add_argument("--autoscale", type=_autoscale, default=None, metavar="MIN:MAX",
+                     help="let Ray scale between MIN and MAX replicas instead of --replicas")
+    ray.add_argument("--autoscale-target", type=float, default=None, metavar="N",
+                     help="ongoing requests per replica the autoscaler aims at (default 2)")
+    ray.add_argument("--address", dest="ray_address", default=None,
+                     help="Ray cluster to join: 'auto' (the one started by 'ray start' here) or HOST:PORT "
+                          "(default: start a local Ray)")
+    ray.add_argument("--ray-num-cpus", type=float, default=None, metavar="CPUS",
+                     help="CPUs Ray reserves per replica, fractions allowed (default 1)")
+    ray.add_argument("--ray-threads-per-replica", dest="ray_threads", type=int, default=None, metavar="N",
+                     help="BLAS/OpenMP threads in each replica (default 1)")
+    ray.add_argument("--ray-max-ongoing-requests", dest="ray_max_ongoing", type=int, default=None, metavar="N",
+                     help="requests one replica holds at a time (default 16, at least max_batch_size with "
+                          "batching)")
+
+
+def ray_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The RayOptions fields the flags ask for; ValueError says which flags do not fit together."""
+    given = [flag for dest, flag in RAY_FLAGS.items() if getattr(args, dest) is not None]
+    if not args.ray:
+        raise ValueError(f"{', '.join(given)} needs --ray")
+    if args.workers > 1:
+        raise ValueError(f"--ray serves with Ray replicas, not worker processes: drop --workers {args.workers} "
+                         f"and use --replicas {args.workers}")
+    if args.replicas is not None and args.autoscale is not None:
+        raise ValueError("give either --replicas or --autoscale, not both")
+    if args.autoscale_target is not None and args.autoscale is None:
+        raise ValueError("--autoscale-target needs --autoscale MIN:MAX")
+    fields: dict[str, Any] = {"replicas": args.replicas, "max_ongoing_requests": args.ray_max_ongoing}
+    if args.autoscale is not None:
+        low, high = args.autoscale
+        fields["autoscale"] = {"min_replicas": low, "max_replicas": high}
+        if args.autoscale_target is not None:
+            fields["autoscale"]["target_ongoing_requests"] = args.autoscale_target
+    if args.ray_num_cpus is not None:
+        fields["num_cpus"] = args.ray_num_cpus
+    if args.ray_threads is not None:
+        fields["threads_per_replica"] = args.ray_threads
+    return fields
+
+
+def uses_ray(args: argparse.Namespace) -> bool:
+    """Whether ``--ray`` or one of its flags was given."""
+    return bool(args.ray) or any(getattr(args, dest) is not None for dest in RAY_FLAGS)
+
+
+def run_ray(settings: Any, args: argparse.Namespace) -> int:
+    """``serve --ray``: deploy on Ray Serve and serve until interrupted; returns the exit status."""
+    try:
+        fields = ray_options_from_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        ray_serve = importlib.import_module("server.ray_serve")
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "ray":
+            raise
+        print(f"error: --ray needs the ray extra (module {e.name!r} is missing); install it with: "
+              "pip install 'savedmodel-toolkit[ray]'", file=sys.stderr)
+        return 1
+    try:
+        options = ray_serve.RayOptions(**fields)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not settings.port:
+        settings = settings.model_copy(update={"port": ray_serve.free_port(settings.host)})
+    if not settings.models and settings.model_config_file is None:
+        print(demo_examples(settings.host, settings.port), flush=True)
+    ray_serve.serve_forever(settings, options, args.ray_address)
+    return 0
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -116,6 +262,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         "model_config_file_poll_wait_seconds": args.model_config_file_poll_wait_seconds,
         "enable_model_warmup": args.enable_model_warmup, "enable_batching": args.enable_batching,
         "intra_op_parallelism": args.intra_op_parallelism,
+        **security_fields(args),
     }
     if args.num_inference_threads:
         fields["num_inference_threads"] = args.num_inference_threads
@@ -134,7 +281,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     return ServerSettings(**fields)
 
 
-def demo_examples(host: str, port: int) -> str:
+def demo_examples(host: str, port: int, scheme: str = "http") -> str:
     """Curl commands for the demo model, with a real held-out digit."""
     from savedmodel import demo
 
@@ -146,7 +293,7 @@ def demo_examples(host: str, port: int) -> str:
 
         image, label = np.zeros((8, 8, 1), dtype=np.uint8), None
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    url = f"http://{shown}:{port}"
+    url = f"{scheme}://{shown}:{port}"
     row = json.dumps({"instances": [image.tolist()]}, separators=(",", ":"))
     flat = json.dumps({"signature_name": "classification", "examples": [{"image": image.ravel().tolist()}]},
                       separators=(",", ":"))
@@ -170,6 +317,27 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+def uvicorn_security(settings: Any) -> dict[str, Any]:
+    """uvicorn's options for TLS and graceful shutdown."""
+    options: dict[str, Any] = {"timeout_graceful_shutdown": settings.graceful_shutdown_timeout}
+    if settings.ssl_certfile is not None:
+        options["ssl_certfile"] = str(settings.ssl_certfile)
+        if settings.ssl_keyfile is not None:
+            options["ssl_keyfile"] = str(settings.ssl_keyfile)
+    return options
+
+
+def exit_zero_on_sigterm() -> None:
+    """Make a SIGTERM that uvicorn has handled (graceful shutdown) end the process with status 0.
+
+    uvicorn re-raises the signal to the handler it found once it has shut
+    down; with the default handler the process would die of the signal.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: logger.info("shut down on SIGTERM"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns the process exit status."""
     from server.config import ConfigError
@@ -179,14 +347,19 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if uses_ray(args):
+        return run_ray(settings, args)
     import uvicorn
 
     from server.app import SETTINGS_ENV, create_app
 
     if not settings.models and settings.model_config_file is None:
-        print(demo_examples(settings.host, settings.port), flush=True)
+        scheme = "https" if settings.ssl_certfile is not None else "http"
+        print(demo_examples(settings.host, settings.port, scheme), flush=True)
     common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-              "access_log": settings.access_log, "log_config": log_config(settings.log_level)}
+              "access_log": settings.access_log, "log_config": log_config(settings.log_level),
+              **uvicorn_security(settings)}
+    exit_zero_on_sigterm()
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("server.app:app_from_environment", factory=True, workers=settings.workers, **common)

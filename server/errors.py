@@ -62,7 +62,23 @@ class Unimplemented(ServingError):
 
 
 class PayloadTooLarge(ServingError):
-    """The request body is larger than the configured limit."""
+    """The request body, or a tensor in it, is larger than the configured limit."""
+
+
+class Unauthenticated(ServingError):
+    """The request carries no API key where one is required (TF UNAUTHENTICATED)."""
+
+
+class PermissionDenied(ServingError):
+    """The request's API key is not one of the server's keys (TF PERMISSION_DENIED)."""
+
+
+class RateLimited(ServingError):
+    """The client sent more requests than its rate limit allows; ``retry_after`` seconds until the next fits."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # (error class, TF error code name, HTTP status). Looked up along the raised
@@ -70,6 +86,9 @@ class PayloadTooLarge(ServingError):
 # status API reports for a version that failed to load.
 ERROR_TABLE: tuple[tuple[type[BaseException], str, int], ...] = (
     (PayloadTooLarge, "RESOURCE_EXHAUSTED", 413),
+    (Unauthenticated, "UNAUTHENTICATED", 401),
+    (PermissionDenied, "PERMISSION_DENIED", 403),
+    (RateLimited, "RESOURCE_EXHAUSTED", 429),
     (InvalidArgument, "INVALID_ARGUMENT", 400),
     (FailedPrecondition, "FAILED_PRECONDITION", 400),
     (NotFound, "NOT_FOUND", 404),

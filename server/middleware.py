@@ -19,7 +19,8 @@ CORS_HEADERS = [
 _ORIGIN = re.compile(rb"https?://")
 
 
-async def _send_json(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with a complete JSON response (status, body and any ``extra`` headers)."""
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -49,7 +50,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     size = 0
                 if size > self.limit:
-                    await _send_json(send, 413, error_body(too_large(self.limit, size).message),
+                    await send_json(send, 413, error_body(too_large(self.limit, size).message),
                                      [(b"connection", b"close")])
                     return
                 break
@@ -84,7 +85,7 @@ class CORSMiddleware:
                             "headers": [(b"content-length", b"0"), *CORS_HEADERS]})
                 await send({"type": "http.response.body", "body": b""})
             else:
-                await _send_json(send, 400, error_body("Origin header is missing in CORS preflight"), CORS_HEADERS)
+                await send_json(send, 400, error_body("Origin header is missing in CORS preflight"), CORS_HEADERS)
             return
 
         async def send_with_cors(message: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 import runtime
 from savedmodel.dtypes import as_dtype, to_numpy
-from server.errors import DeadlineExceeded, InvalidArgument
+from server.errors import DeadlineExceeded, InvalidArgument, PayloadTooLarge
 from server.manager import Lease, ModelManager
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -69,12 +69,25 @@ def _castable(have: np.dtype, want: np.dtype) -> bool:
     return have.kind in "OSU"
 
 
-def validate_inputs(fn: runtime.SignatureFunction, signature_name: str, inputs: Inputs) -> tuple[Inputs, int | None]:
+def check_sizes(inputs: Inputs, max_elements: int) -> None:
+    """PayloadTooLarge (413) naming the first input with more than ``max_elements`` elements (0: no limit)."""
+    if not max_elements:
+        return
+    for name, arr in inputs.items():
+        if arr.size > max_elements:
+            raise PayloadTooLarge(f"Input '{name}' has {arr.size} elements (shape {dims_text(arr.shape)}); the "
+                                  f"server accepts at most {max_elements} elements per input tensor")
+
+
+def validate_inputs(fn: runtime.SignatureFunction, signature_name: str, inputs: Inputs,
+                    max_elements: int = 0) -> tuple[Inputs, int | None]:
     """Inputs cast to the signature's dtypes and checked against its shapes; and the batch size.
 
     Raises InvalidArgument naming the input, what it has and what the
-    signature expects.
+    signature expects, and PayloadTooLarge for an input of more than
+    ``max_elements`` elements (0: no limit).
     """
+    check_sizes(inputs, max_elements)
     expected = [spec.name for spec in fn.inputs]
     for name in expected:
         if name not in inputs:
@@ -115,11 +128,13 @@ def batchable(fn: runtime.SignatureFunction) -> bool:
 class InferenceService:
     """Leases versions, validates inputs and runs signatures; shared by every protocol's routes."""
 
-    def __init__(self, manager: ModelManager, runner: Runner, batcher: Runner | None, timeout_ms: int) -> None:
+    def __init__(self, manager: ModelManager, runner: Runner, batcher: Runner | None, timeout_ms: int,
+                 max_tensor_elements: int = 0) -> None:
         self.manager = manager
         self.runner = runner
         self.batcher = batcher
         self.timeout_ms = timeout_ms
+        self.max_tensor_elements = max_tensor_elements
 
     def lease(self, ref: ModelRef) -> Lease:
         return self.manager.lease(ref.name, ref.version, ref.label)
@@ -147,7 +162,7 @@ class InferenceService:
         """Run one request; ``decode(fn)`` turns the payload into arrays once the signature is known."""
         with self.lease(ref) as lease:
             fn = self.signature(lease.model, signature_name, method)
-            feeds, rows = validate_inputs(fn, signature_name, decode(fn))
+            feeds, rows = validate_inputs(fn, signature_name, decode(fn), self.max_tensor_elements)
             key = (lease.name, lease.version, signature_name)
             runner = self.batcher if self.batcher is not None and rows is not None and batchable(fn) else self.runner
             try:

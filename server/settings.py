@@ -11,6 +11,7 @@ TF Serving config translates field by field.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 DEFAULT_PORT = 8501
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_MS = 30_000  # TF Serving's --rest_api_timeout_in_ms
+DEFAULT_GRACEFUL_SHUTDOWN_SECONDS = 25.0  # finishes inside Kubernetes' default terminationGracePeriodSeconds (30)
 
 
 class _Strict(BaseModel):
@@ -134,6 +136,16 @@ class ServerSettings(_Strict):
     access_log: bool = True
     log_level: str = "info"
     metrics_path: str = "/monitoring/prometheus/metrics"
+    # Security (docs/DEPLOY.md): API keys as a file of keys and/or SHA-256 hex digests (server.security);
+    # the file travels to worker processes by its path, never the keys.
+    api_key_file: Path | None = None
+    api_key_digests: tuple[str, ...] = ()
+    rate_limit: float = Field(0.0, ge=0)  # requests per second per client; 0: no limit
+    rate_limit_burst: int = Field(0, ge=0)  # requests a client may send at once; 0: the rate, rounded up
+    max_tensor_elements: int = Field(0, ge=0)  # elements of one input tensor; 0: only the body limit bounds them
+    ssl_certfile: Path | None = None  # PEM certificate chain; the key too unless ssl_keyfile is given
+    ssl_keyfile: Path | None = None
+    graceful_shutdown_timeout: float = Field(DEFAULT_GRACEFUL_SHUTDOWN_SECONDS, gt=0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServerSettings:
@@ -142,3 +154,27 @@ class ServerSettings(_Strict):
         if dupes:
             raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @field_validator("api_key_digests")
+    @classmethod
+    def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"api_key_digests must be SHA-256 digests as 64 lowercase hex digits "
+                                 f"(server.security.hash_api_key); received {digest!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _key_needs_certificate(self) -> ServerSettings:
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile (the certificate that goes with the key)")
+        return self
+
+    @property
+    def requires_api_key(self) -> bool:
+        return self.api_key_file is not None or bool(self.api_key_digests)
+
+    @property
+    def burst(self) -> int:
+        """The rate limit's bucket size: ``rate_limit_burst``, or the rate rounded up (at least 1)."""
+        return self.rate_limit_burst or max(1, math.ceil(self.rate_limit))

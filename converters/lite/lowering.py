@@ -229,7 +229,7 @@ class Lowering:
 def emit_activation(low: Lowering, act: str, src: int, dst: int) -> None:
     """One activation by IR name from tensor ``src`` to ``dst``."""
     simple = {"relu": "RELU", "relu6": "RELU6", "sigmoid": "LOGISTIC", "tanh": "TANH", "hard_silu": "HARD_SWISH",
-              "elu": "ELU", "exponential": "EXP", "log_softmax": "LOG_SOFTMAX"}
+              "exponential": "EXP", "log_softmax": "LOG_SOFTMAX"}
     if act == "linear":
         low.op("RESHAPE", [src, low.const(f"{low.model.tensors[dst].name}/shape",
                                           np.asarray(low.model.tensors[dst].signature, np.int32), "int32")], [dst])
@@ -245,9 +245,10 @@ def emit_activation(low: Lowering, act: str, src: int, dst: int) -> None:
         sig = low.new(f"{low.model.tensors[dst].name}/sigmoid", shape=_dims(low, dst))
         low.op("LOGISTIC", [src], [sig])
         low.op("MUL", [src, sig], [dst], {"fused_activation_function": "NONE"})
-    else:
+    elif not decompositions.emit_composite_activation(low, act, src, dst):
+        composite = ["elu", "hard_sigmoid", "mish", "selu", "softplus", "softsign"]
         raise low.fail(f"activation {act!r} has no TFLite equivalent in this converter; supported: "
-                       f"{', '.join(sorted([*simple, 'linear', 'softmax', 'leaky_relu', 'gelu', 'silu']))}")
+                       f"{', '.join(sorted([*simple, *composite, 'linear', 'softmax', 'leaky_relu', 'gelu', 'silu']))}")
 
 
 def _dims(low: Lowering, index: int) -> tuple[int | None, ...]:
@@ -286,8 +287,6 @@ def _conv_options(node: Node, act: str) -> dict[str, Any]:
 
 @mapping("Conv2D")
 def _conv2d(low: Lowering, node: Node) -> None:
-    if node.attrs["groups"] != 1:
-        raise low.fail(f"grouped convolution (groups={node.attrs['groups']}) has no int8 TFLite kernel")
     kernel, bias = low.weight(node, "kernel"), low.weight(node, "bias")
     act, out = low.activation(node, "CONV_2D", node.outputs[0])
     w = low.const(f"{node.name}/kernel", kernel.transpose(3, 0, 1, 2))
@@ -483,9 +482,11 @@ def _leaky_relu(low: Lowering, node: Node) -> None:
 
 @mapping("ELU")
 def _elu(low: Lowering, node: Node) -> None:
-    if node.attrs["alpha"] != 1.0:
-        raise low.fail(f"ELU with alpha={node.attrs['alpha']} has no TFLite equivalent (TFLite's ELU has alpha 1)")
-    low.op("ELU", [low.tensor(node.inputs[0])], [low.tensor(node.outputs[0])])
+    src, dst = low.tensor(node.inputs[0]), low.tensor(node.outputs[0])
+    if node.attrs["alpha"] == 1.0:
+        low.op("ELU", [src], [dst])
+    else:  # TFLite's ELU has alpha 1
+        decompositions.elu_with_alpha(low, src, dst, float(node.attrs["alpha"]), node.name)
 
 
 @mapping("Softmax")
@@ -493,9 +494,13 @@ def _softmax(low: Lowering, node: Node) -> None:
     axis = node.attrs["axis"]
     rank = len(low.specs[node.inputs[0]].shape)
     axes = axis if isinstance(axis, list) else [axis]
-    if [a % rank for a in axes] != [rank - 1]:
-        raise low.fail(f"softmax over axis {axis} has no TFLite equivalent (TFLite's SOFTMAX uses the last axis)")
-    low.op("SOFTMAX", [low.tensor(node.inputs[0])], [low.tensor(node.outputs[0])], {"beta": 1.0})
+    if len(axes) != 1 or axes[0] % rank == 0:
+        raise low.fail(f"softmax over axis {axis} has no TFLite equivalent (expected one non-batch axis)")
+    src, dst = low.tensor(node.inputs[0]), low.tensor(node.outputs[0])
+    if axes[0] % rank == rank - 1:
+        low.op("SOFTMAX", [src], [dst], {"beta": 1.0})
+    else:
+        decompositions.softmax_on_axis(low, src, dst, axes[0] % rank, rank, node.name)
 
 
 @mapping("ZeroPadding2D", "ZeroPadding1D")
@@ -571,16 +576,18 @@ def _normalization(low: Lowering, node: Node) -> None:
 
 @mapping("BatchNormalization")
 def _batchnorm(low: Lowering, node: Node) -> None:
-    rank = len(low.specs[node.inputs[0]].shape)
-    if node.attrs["axis"] % rank != rank - 1:
-        raise low.fail("BatchNormalization over another axis than the last has no TFLite mapping here")
+    dims = low.specs[node.inputs[0]].shape
+    axis = node.attrs["axis"] % len(dims)
+    if axis == 0:
+        raise low.fail("BatchNormalization over the batch axis has no TFLite mapping")
     f32 = np.float32
     w = {r: np.asarray(low.graph.weights[k], f32) for r, k in node.weights.items()}
     inv = (1.0 / np.sqrt((w["moving_variance"] + f32(node.attrs["epsilon"])).astype(np.float64))).astype(f32)
     if "gamma" in w:
         inv = inv * w["gamma"]
     shift = -w["moving_mean"] * inv + (w["beta"] if "beta" in w else f32(0))
-    _scale_shift(low, node, inv, shift)
+    along = [-1 if i == axis else 1 for i in range(1, len(dims))]  # broadcast along the normalized axis
+    _scale_shift(low, node, inv.reshape(along), np.asarray(shift).reshape(along))
 
 
 def _stable_order(g: Graph) -> list[Node]:
@@ -623,3 +630,6 @@ def lower(graph: Graph, signatures: Mapping[str, Signature] | None = None) -> Lo
         model.signatures.append(SignatureDef(key, inputs, outputs))
     return Lowered(model, g, dict(low.index))
 
+
+# Importing the decompositions registers their mappings.
+from converters.lite import decompositions  # noqa: E402

@@ -35,14 +35,15 @@ INT8_OPS = frozenset({
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "MAX_POOL_2D", "AVERAGE_POOL_2D",
     "MEAN", "REDUCE_MAX", "ADD", "SUB", "MUL", "CONCATENATION", "RESHAPE", "SQUEEZE", "SOFTMAX", "LOGISTIC",
     "TANH", "LEAKY_RELU", "RELU", "RELU6", "PAD", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE",
-    "SLICE", "TRANSPOSE", "MAXIMUM", "MINIMUM", "HARD_SWISH",
+    "SLICE", "TRANSPOSE", "MAXIMUM", "MINIMUM", "HARD_SWISH", "PRELU", "BATCH_MATMUL", "TILE",
+    "SQUARED_DIFFERENCE", "GELU", "EXP", "RSQRT",
 })
 # Ops that read any tensor type and write no float (left alone by the quantizer).
 TYPE_AGNOSTIC = frozenset({"SHAPE"})
 # int8 ops whose inputs and output share one quantization.
 SAME_SCALE = frozenset({
     "MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "SQUEEZE", "PAD", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
-    "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "REDUCE_MAX", "CONCATENATION", "MAXIMUM", "MINIMUM",
+    "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "REDUCE_MAX", "CONCATENATION", "MAXIMUM", "MINIMUM", "TILE",
 })
 # op -> (weight input, channel axis of the weight, bias input)
 WEIGHTED = {
@@ -51,6 +52,8 @@ WEIGHTED = {
     "DEPTHWISE_CONV_2D": (1, 3, 2),
     "TRANSPOSE_CONV": (1, 0, 3),
 }
+# op -> constant input quantized symmetric per tensor (TF: PRELU's alpha), not from its own range.
+SYMMETRIC_CONSTANTS = {"PRELU": 1}
 QMIN, QMAX = fmt.INT8_MIN, fmt.INT8_MAX
 
 
@@ -311,7 +314,11 @@ def _quantize_constants(m: LiteModel, new: Operator, op: Operator) -> None:
         return
     for i, t in enumerate(op.inputs):
         if t >= 0 and m.tensors[t].data is not None and m.tensors[t].dtype == "float32":
-            q, qp = quantize_tensor(m.tensors[t].data)
+            if SYMMETRIC_CONSTANTS.get(op.op) == i:
+                q, scales = quantize_weights(m.tensors[t].data.reshape(1, -1), 0)
+                q, qp = q.reshape(m.tensors[t].data.shape), QuantParams.per_tensor(float(scales[0]), 0)
+            else:
+                q, qp = quantize_tensor(m.tensors[t].data)
             new.inputs[i] = m.add_constant(m.tensors[t].name, q, qp)
 
 

@@ -17,6 +17,7 @@ INT8_VERSIONS = {
     "MUL": 2, "CONCATENATION": 2, "RESHAPE": 1, "SQUEEZE": 1, "SOFTMAX": 2, "LOGISTIC": 2, "TANH": 2,
     "LEAKY_RELU": 1, "RELU": 2, "RELU6": 2, "PAD": 2, "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2,
     "STRIDED_SLICE": 2, "SLICE": 2, "TRANSPOSE": 2, "MAXIMUM": 2, "MINIMUM": 2, "HARD_SWISH": 1,
+    "PRELU": 1, "BATCH_MATMUL": 2, "TILE": 3, "SQUARED_DIFFERENCE": 2, "GELU": 2, "EXP": 2, "RSQRT": 2,
 }
 # The runtime release that introduced each (op, version) we write; the file's
 # min_runtime_version is the latest of them.

@@ -98,6 +98,16 @@ def multiply_by_quantized_multiplier_half_up(x, multiplier, shift) -> np.ndarray
     return (high + ((np.int64(1) << right) >> 1)) >> right
 
 
+def multiply_by_quantized_multiplier_neon(x, multiplier, shift) -> np.ndarray:
+    """x * multiplier * 2**(shift - 31) with both roundings half up (toward +inf): NEON's vqrdmulh
+    then vrshl (MultiplyByQuantizedMultiplier4Rows), which LiteRT's optimized kernels use for blocks
+    of lanes, on x86 too (through NEON_2_SSE)."""
+    x = np.asarray(x, np.int64)
+    left, right = max(int(shift), 0), max(-int(shift), 0)
+    high = ((x << left) * np.int64(multiplier) + np.int64(1 << 30)) >> 31
+    return (high + ((np.int64(1) << right) >> 1)) >> right
+
+
 def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
     """TFLite MultiplyByQuantizedMultiplier (gemmlowp double rounding): x * multiplier * 2**(shift - 31).
 

@@ -140,3 +140,32 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
         out += np.where(big, shift, 0)
         v = np.where(big, v >> shift, v)
     return out + (v > 0)
+
+
+_HALF_THREE_Q3 = (1 << 28) + (1 << 27)  # 1.5 in FixedPoint<int32, 3>
+_HALF_SQRT_2_Q0 = 1518500250  # sqrt(2) / 2 in FixedPoint<int32, 0>
+
+
+def inv_sqrt_multiplier(value: int) -> tuple[int, int]:
+    """TFLite's GetInvSqrtQuantizedMultiplierExp(value, kReverseShift): (multiplier, left shift) with
+    1 / sqrt(value) = multiplier * 2**(shift - 31), by five Newton-Raphson steps in FixedPoint<int32, 3>."""
+    if value <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while value >= (1 << 29):
+        value //= 4
+        shift += 1
+    pairs = (32 - value.bit_length() - 1) // 2 - 1  # CountLeadingZeros(value) - 1, in bit pairs, minus one
+    shift -= pairs
+    value <<= 2 * pairs
+    x_in = np.int64(value >> 1)
+    half_input = rounding_divide_by_pot(x_in, 1)
+    x = np.int64(1 << 28)  # F3::One()
+    for _ in range(5):
+        x3 = rescale(mul(mul(x, x), x), 9, 3)
+        x = rescale(np.int64(mul(np.int64(_HALF_THREE_Q3), x) - mul(half_input, x3)), 6, 3)
+    raw = int(mul(x, np.int64(_HALF_SQRT_2_Q0)))
+    if shift < 0:
+        raw <<= -shift
+        shift = 0
+    return raw, -shift

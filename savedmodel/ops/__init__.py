@@ -74,10 +74,19 @@ class OpDef:
     optional_weights: tuple[str, ...] = ()
     weight_shapes: WeightRule | None = None
     inputs: tuple[int, int | None] = (1, 1)
-    outputs: int = 1
+    outputs: int | Callable[[dict[str, Any]], int] = 1
     keeps_dtype: bool = False
     dtypes: DtypeRule | None = None
     doc: str = field(default="", compare=False)
+
+    def output_count(self, attrs: dict[str, Any]) -> int:
+        """How many outputs a node with ``attrs`` has (an RNN's return_state adds its states).
+
+        ``attrs`` may leave out attrs that keep their default.
+        """
+        if not callable(self.outputs):
+            return self.outputs
+        return self.outputs({k: attrs.get(k, a.default) for k, a in self.attrs.items()})
 
 
 OPS: dict[str, OpDef] = {}
@@ -91,7 +100,7 @@ def op(
     optional_weights: tuple[str, ...] = (),
     weight_shapes: WeightRule | None = None,
     inputs: tuple[int, int | None] = (1, 1),
-    outputs: int = 1,
+    outputs: int | Callable[[dict[str, Any]], int] = 1,
     keeps_dtype: bool = False,
     dtypes: DtypeRule | None = None,
 ) -> Callable[[ShapeRule], ShapeRule]:
@@ -100,7 +109,10 @@ def op(
     An op computes in float32 and outputs float32 for integer inputs, unless
     it only moves data (``keeps_dtype``: reshapes, padding, max pooling...).
     An op whose output dtypes follow another rule (Cast, ArgMax, Shape...)
-    gives ``dtypes``: input specs and attrs -> one dtype per output.
+    gives ``dtypes``: input specs and attrs -> one dtype per output (the
+    runtime then hands it its inputs uncast). An op whose number of outputs
+    depends on its attrs gives ``outputs`` as a function of the attrs
+    (defaults filled in).
     """
 
     def register(rule: ShapeRule) -> ShapeRule:
@@ -132,8 +144,6 @@ def infer_node(node: Node, inputs: list[TensorSpec], weights: dict[str, np.ndarr
     if len(inputs) < lo or (hi is not None and len(inputs) > hi):
         want = f"{lo}" if lo == hi else f"{lo} to {hi if hi is not None else 'any number'}"
         raise GraphError(f"op {node.op} takes {want} inputs, got {len(inputs)}", node=node.name)
-    if len(node.outputs) != spec.outputs:
-        raise GraphError(f"op {node.op} has {spec.outputs} outputs, the node lists {len(node.outputs)}", node=node.name)
     unknown = set(node.attrs) - set(spec.attrs)
     if unknown:
         raise GraphError(
@@ -146,6 +156,9 @@ def infer_node(node: Node, inputs: list[TensorSpec], weights: dict[str, np.ndarr
         if not attr.check(value):
             want = f"one of {list(attr.choices)}" if attr.choices else attr.type
             raise GraphError(f"attr {key!r} of op {node.op} must be {want}, got {value!r}", node=node.name)
+    count = spec.output_count(node.attrs)
+    if len(node.outputs) != count:
+        raise GraphError(f"op {node.op} has {count} outputs, the node lists {len(node.outputs)}", node=node.name)
     roles = set(node.weights)
     missing = [r for r in spec.weights if r not in roles]
     extra = roles - set(spec.weights) - set(spec.optional_weights)

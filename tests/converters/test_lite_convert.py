@@ -132,25 +132,31 @@ def test_report_says_what_happened(converted):
 
 
 def test_ops_without_int8_kernel_stay_float_and_are_reported():
+    """ELU stays float32 between DEQUANTIZE and QUANTIZE (TF's converter keeps it float too)."""
     b = GraphBuilder()
     x = b.input("x", (None, 6))
     h = b.op("Dense", x, units=8, kernel=_w(6, 8), bias=_w(8), name="fc")
-    h = b.op("Activation", h, activation="gelu", name="gelu")
+    h = b.op("Activation", h, activation="elu", name="elu")
     y = b.op("Dense", h, units=3, kernel=_w(8, 3), bias=_w(3), name="out")
     g = b.build(y)
     data = RNG.standard_normal((50, 6)).astype("f4")
     report = lite.convert(g, representative_data=data, progress=False)
-    assert report.float_ops == ["GELU (gelu)"]
-    ops = lite.parse(report.content).op_counts()
-    assert ops["GELU"] == 1 and ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2
+    assert report.float_ops == ["ELU (elu)"]
+    model = lite.parse(report.content)
+    ops = model.op_counts()
+    assert ops["ELU"] == 1 and ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2
+    elu = next(o for o in model.operators if o.op == "ELU")
+    assert model.tensors[elu.inputs[0]].dtype == model.tensors[elu.outputs[0]].dtype == "float32"
     import runtime.lite
 
-    ours = runtime.lite.from_bytes(report.content).predict(data)
+    ours = runtime.lite.from_bytes(report.content, kernels="builtin").predict(data)
+    # LiteRT has no reference ELU; its optimized DEQUANTIZE computes q * scale - zp * scale, a few ulp
+    # away from (q - zp) * scale: every int8 step must still agree.
     theirs = litert(report.content, [data], "builtin")[0]
-    scale = lite.parse(report.content).tensors[-1].quant
-    np.testing.assert_allclose(ours, theirs, atol=0.05)
-    assert "kept float32 (no int8 kernel): GELU (gelu)" in str(report)
-    del scale
+    step = float(model.tensors[model.operators[-1].inputs[0]].quant.scale[0])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    assert np.abs(ours - theirs).max() < step / 100
+    assert "kept float32 (no int8 kernel): ELU (elu)" in str(report)
 
 
 @pytest.mark.parametrize("mode", ["float32", "float16", "dynamic"])
@@ -268,20 +274,40 @@ def _graph(op, *, shape=(None, 4, 4, 2), **kwargs):
     return b.build(y)
 
 
+def _dot_graph(shape_a, shape_b, **kwargs):
+    b = GraphBuilder()
+    x, y = b.input("x", shape_a), b.input("y", shape_b)
+    return b.build(b.op("Dot", x, y, name="the_node", axes=[1, 1], **kwargs))
+
+
 @pytest.mark.parametrize("graph, match", [
-    (lambda: _graph("LayerNormalization", gamma=np.ones(2, "f4"), beta=np.zeros(2, "f4")),
-     r"cannot convert node 'the_node' \(op LayerNormalization\): op LayerNormalization has no TFLite mapping"),
-    (lambda: _graph("Conv2D", filters=2, kernel_size=[1, 1], groups=2, kernel=np.ones((1, 1, 1, 2), "f4")),
-     r"\(op Conv2D\): grouped convolution \(groups=2\) has no int8 TFLite kernel"),
-    (lambda: _graph("Softmax", axis=1), r"\(op Softmax\): softmax over axis 1 has no TFLite equivalent"),
+    (lambda: _graph("Transpose", perm=[0, 2, 1, 3]),
+     r"cannot convert node 'the_node' \(op Transpose\): op Transpose has no TFLite mapping; the converter maps: "),
+    (lambda: _graph("LayerNormalization", axis=[0, -1], center=False, scale=False),
+     r"\(op LayerNormalization\): LayerNormalization over the batch axis has no TFLite mapping"),
+    (lambda: _graph("Softmax", axis=[1, 2]),
+     r"\(op Softmax\): softmax over axis \[1, 2\] has no TFLite equivalent \(expected one non-batch axis\)"),
     (lambda: _graph("ReLU", threshold=0.5), r"\(op ReLU\): ReLU with max_value=None, threshold=0.5"),
-    (lambda: _graph("Activation", activation="softsign"), r"activation 'softsign' has no TFLite equivalent"),
-    (lambda: _graph("ELU", alpha=0.5), r"ELU with alpha=0.5 has no TFLite equivalent"),
+    (lambda: _dot_graph((None, 4), (None, 4, 1)), r"\(op Dot\): Dot of inputs of rank 2 and 3: expected two rank-2"),
+    (lambda: _dot_graph((None, 4), (None, 4), normalize=True), r"\(op Dot\): Dot with normalize=True has no TFLite"),
 ])
 def test_unconvertible_ops_are_named_with_the_reason(graph, match):
     with pytest.raises(ConversionError, match=match) as info:
         lite.convert(graph(), mode="float32")
     assert info.value.node == "the_node"
+
+
+def test_an_activation_without_mapping_is_named():
+    """Every activation of the catalogue has a lowering; one added later without a mapping is refused by name."""
+    from converters.lite.lowering import Lowering, emit_activation, prepare_graph
+
+    g, specs, fused = prepare_graph(_graph("Activation", activation="relu"))
+    low = Lowering(g, specs, fused)
+    low.node = g.nodes[0]
+    x, y = low.tensor(g.nodes[0].inputs[0]), low.tensor(g.nodes[0].outputs[0])
+    with pytest.raises(ConversionError, match=r"\(op Activation\): activation 'swirl' has no TFLite equivalent in "
+                                              r"this converter; supported: elu, exponential, gelu"):
+        emit_activation(low, "swirl", x, y)
 
 
 def test_bad_arguments():

@@ -120,7 +120,7 @@ def test_run_the_demo_model_matches_the_runtime(tmp_path):
     "args, message",
     [
         (["inspect", "{tmp}/nowhere"], r"error: .*nowhere: no such file or directory"),
-        (["export", "{tmp}/model.onnx", "{tmp}/m"], r"error: cannot export '.*model.onnx': unknown model file type"),
+        (["export", "{tmp}/model.pt", "{tmp}/m"], r"error: cannot export '.*model.pt': unknown model file type"),
         (["export", "{tmp}/missing.keras", "{tmp}/m"], r"error: model file '.*missing.keras' does not exist"),
         (["run", "{model}", "--input", "a"], r"error: --input must look like NAME=FILE.npy, got 'a'"),
         (["run", "{model}", "--signature", "nope"], r"error: no signature 'nope'; the model has \['serving_default'\]"),
@@ -131,7 +131,7 @@ def test_run_the_demo_model_matches_the_runtime(tmp_path):
 )
 def test_errors_exit_1_with_one_line_and_no_traceback(args, message, small_model, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((2, 5), "f4"))
-    (tmp_path / "model.onnx").write_bytes(b"")
+    (tmp_path / "model.pt").write_bytes(b"")
     done = cli(*[a.format(tmp=tmp_path, model=small_model) for a in args])
     assert done.returncode == 1
     assert "Traceback" not in done.stderr

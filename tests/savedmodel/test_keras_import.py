@@ -26,6 +26,7 @@ from savedmodel.importers.keras.activations import resolve  # noqa: E402
 from savedmodel.importers.keras.graph import build_graph  # noqa: E402
 from savedmodel.importers.keras.layers import DROPPED, LAYERS  # noqa: E402
 from savedmodel.importers.keras.records import Call, LayerRecord, ModelRecord, Ref  # noqa: E402
+from savedmodel.importers.keras.sequence import SEQUENCE_LAYERS  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
@@ -225,7 +226,8 @@ def test_layer(factory, shapes):
 
 
 def test_every_table_layer_has_a_case():
-    tested = {type(f()).__name__ for _, f, _ in CASES} | set(DROPPED) | {"Normalization"}
+    # The sequence layers have their cases in test_keras_sequence.py.
+    tested = {type(f()).__name__ for _, f, _ in CASES} | set(DROPPED) | {"Normalization"} | set(SEQUENCE_LAYERS)
     assert set(LAYERS) <= tested, sorted(set(LAYERS) - tested)
 
 
@@ -459,9 +461,9 @@ def test_custom_layer_is_unsupported():
 
 
 def test_every_unsupported_layer_is_listed_at_once():
-    model = keras.Sequential([keras.Input((5, 3)), L.LSTM(4, return_sequences=True, name="rnn"), L.Dense(2),
-                              Doubler(name="twice"), L.Masking(name="mask")])
-    listed = r"3 Keras layers have .*'rnn' \(LSTM\).*'twice' \(Doubler\).*'mask' \(Masking\)"
+    model = keras.Sequential([keras.Input((5, 3)), L.Conv1DTranspose(4, 1, name="deconv"), L.Dense(2),
+                              Doubler(name="twice"), L.UnitNormalization(name="unit")])
+    listed = r"3 Keras layers have .*'deconv' \(Conv1DTranspose\).*'twice' \(Doubler\).*'unit' \(UnitNormalization\)"
     with pytest.raises(UnsupportedError, match=listed):
         import_keras_model(model)
 

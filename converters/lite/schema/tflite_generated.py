@@ -67,8 +67,10 @@ class BuiltinOperator(object):
     MAXIMUM = 55
     MINIMUM = 57
     PADV2 = 60
+    GREATER = 61
     SLICE = 65
     TRANSPOSE_CONV = 67
+    TILE = 69
     LOG = 73
     SUM = 74
     SQRT = 75
@@ -85,6 +87,7 @@ class BuiltinOperator(object):
     ELU = 111
     QUANTIZE = 114
     HARD_SWISH = 117
+    SELECT_V2 = 123
     BATCH_MATMUL = 126
     PLACEHOLDER_FOR_GREATER_OP_CODES = 127
     GELU = 150

@@ -164,13 +164,33 @@ def _geometry(ctx: OpContext, xv: np.ndarray, kh: int, kw: int):
     return strides, dilation, (pt, pl), (ho, wo)
 
 
+def _grouped(xs: np.ndarray, w_cols: np.ndarray, groups: int, to_cols, gemm) -> np.ndarray:
+    """gemm(to_cols(x), w) per group of channels: group g's outputs read only its slice of the inputs."""
+    if groups == 1:
+        return gemm(to_cols(xs), w_cols)
+    cin, per = xs.shape[-1] // groups, w_cols.shape[1] // groups
+    return np.concatenate([gemm(to_cols(xs[..., g * cin:(g + 1) * cin]), w_cols[:, g * per:(g + 1) * per])
+                           for g in range(groups)], axis=-1)
+
+
+def _groups(ctx: OpContext, cin: int, cout: int) -> int:
+    """How many groups a filter with ``cin`` input channels makes of the input (TFLite's grouped CONV_2D)."""
+    channels = ctx.input(0).shape[-1]
+    groups = channels // cin if cin else 0
+    if groups < 1 or groups * cin != channels or cout % groups:
+        raise ctx.fail(f"the input has {channels} channels; expected a multiple of the filter's {cin} input "
+                       f"channels that also divides its {cout} output channels")
+    return groups
+
+
 @kernel("CONV_2D")
 def conv_2d(ctx: OpContext):
-    """2-D cross-correlation, filter (out, kh, kw, in), TF 'SAME'/'VALID' padding."""
+    """2-D cross-correlation, filter (out, kh, kw, in / groups), TF 'SAME'/'VALID' padding."""
     x, w, y = ctx.input(0), ctx.input(1), ctx.output()
     act = ctx.options.get("fused_activation_function", "NONE")
     cout, kh, kw, cin = w.shape
     k = kh * kw * cin
+    groups = _groups(ctx, cin, cout)
     if x.dtype == "int8":
         if w.data is None:
             raise ctx.fail("weights computed at run time are not supported")
@@ -180,17 +200,20 @@ def conv_2d(ctx: OpContext):
         wt = w.data.reshape(cout, k).astype(np.float64).T.copy()
         bias = _bias(ctx, 2, cout, np.int64)
         lo, hi = activation_range_int8(act, ctx.quant(y, "output"))
-        rounding = _optimized_rounding(ctx)
+        # LiteRT's optimized CONV_2D runs grouped filters with its reference kernel
+        rounding = _optimized_rounding(ctx) if groups == 1 else fx.multiply_by_quantized_multiplier
 
         def run_int8(xv, *_):
-            if xv.shape[-1] != cin:
-                raise ValueError(f"CONV_2D input has {xv.shape[-1]} channels, the filter expects {cin}")
+            if xv.shape[-1] != cin * groups:
+                raise ValueError(f"CONV_2D input has {xv.shape[-1]} channels, the filter expects {cin * groups}")
             strides, dilation, pad, (ho, wo) = _geometry(ctx, xv, kh, kw)
             out = np.empty((xv.shape[0], ho, wo, cout), np.int8)
-            for sl in _chunks(xv.shape[0], ho * wo * k * 8 * 2):
-                xs = xv[sl].astype(np.float64) - in_zp
-                cols = patches(xs, kh, kw, strides, dilation, pad, (ho, wo)).reshape(-1, k)
-                acc = _int_gemm(cols, wt) + bias
+
+            def to_cols(xg):
+                return patches(xg, kh, kw, strides, dilation, pad, (ho, wo)).reshape(-1, k)
+
+            for sl in _chunks(xv.shape[0], ho * wo * k * groups * 8 * 2):
+                acc = _grouped(xv[sl].astype(np.float64) - in_zp, wt, groups, to_cols, _int_gemm) + bias
                 out[sl] = requantize_per_channel(acc, mult, shift, out_zp, lo, hi, rounding).reshape(-1, ho, wo, cout)
             return out
 
@@ -202,9 +225,12 @@ def conv_2d(ctx: OpContext):
     def run_float(xv, *_):
         strides, dilation, pad, (ho, wo) = _geometry(ctx, xv, kh, kw)
         out = np.empty((xv.shape[0], ho, wo, cout), np.float32)
-        for sl in _chunks(xv.shape[0], ho * wo * k * 4 * 2):
-            cols = patches(xv[sl].astype(np.float32, copy=False), kh, kw, strides, dilation, pad, (ho, wo))
-            acc = cols.reshape(-1, k) @ wf
+
+        def to_cols(xg):
+            return patches(xg, kh, kw, strides, dilation, pad, (ho, wo)).reshape(-1, k)
+
+        for sl in _chunks(xv.shape[0], ho * wo * k * groups * 4 * 2):
+            acc = _grouped(xv[sl].astype(np.float32, copy=False), wf, groups, to_cols, np.matmul)
             acc += bf
             out[sl] = acc.reshape(-1, ho, wo, cout)
         return float_activation(out, act)

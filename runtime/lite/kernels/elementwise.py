@@ -1,4 +1,5 @@
-"""Binary elementwise ops with numpy broadcasting: ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE.
+"""Binary elementwise ops with numpy broadcasting: ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE,
+GREATER and SELECT_V2.
 
 int8 ADD and SUB rescale both inputs to a common scale with 20 bits of
 headroom, as TFLite does; int8 MUL multiplies the offset inputs and
@@ -11,6 +12,8 @@ import numpy as np
 
 from runtime.lite import fixedpoint as fx
 from runtime.lite.kernels import (
+    INT8_MAX,
+    INT8_MIN,
     OpContext,
     activation_range_int8,
     float_activation,
@@ -90,11 +93,30 @@ def div(ctx: OpContext):
     return lambda av, bv: float_activation(np.divide(av, bv, dtype=np.float32), act)
 
 
+_SQUARED_DIFFERENCE_SHIFT = 7
+
+
 @kernel("SQUARED_DIFFERENCE")
 def squared_difference(ctx: OpContext):
-    """(a - b) ** 2, broadcast (float32)."""
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("only float32 SQUARED_DIFFERENCE is supported")
+    """(a - b) ** 2, broadcast; int8 rescales both inputs to a common scale with 7 bits of
+    headroom, squares the integer difference and requantises once, as TFLite does."""
+    a, b, y = ctx.input(0), ctx.input(1), ctx.output()
+    if a.dtype == "int8":
+        (s1, z1), (s2, z2) = scale_zp(ctx.quant(a, "input 1")), scale_zp(ctx.quant(b, "input 2"))
+        out_s, out_zp = scale_zp(ctx.quant(y, "output"))
+        twice_max = 2.0 * max(s1, s2)
+        m1, sh1 = fx.quantize_multiplier(s1 / twice_max)
+        m2, sh2 = fx.quantize_multiplier(s2 / twice_max)
+        mo, sho = fx.quantize_multiplier(twice_max * twice_max / ((1 << 2 * _SQUARED_DIFFERENCE_SHIFT) * out_s))
+        small = fx.multiply_by_quantized_multiplier_smaller_than_one
+
+        def run_int8(av, bv):
+            x1 = small((av.astype(np.int64) - z1) << _SQUARED_DIFFERENCE_SHIFT, m1, sh1)
+            x2 = small((bv.astype(np.int64) - z2) << _SQUARED_DIFFERENCE_SHIFT, m2, sh2)
+            raw = fx.multiply_by_quantized_multiplier((x1 - x2) ** 2, mo, sho) + out_zp
+            return np.clip(raw, INT8_MIN, INT8_MAX).astype(np.int8)
+
+        return run_int8
     return lambda av, bv: np.square(np.subtract(av, bv, dtype=np.float32))
 
 
@@ -117,3 +139,19 @@ def minimum(ctx: OpContext):
     """Elementwise minimum (int8: inputs and output share qparams)."""
     _same_qparams(ctx)
     return np.minimum
+
+
+@kernel("GREATER")
+def greater(ctx: OpContext):
+    """a > b, broadcast, as a bool tensor (float32 inputs)."""
+    if ctx.input(0).dtype != "float32":
+        raise ctx.fail("only float32 GREATER is supported")
+    return np.greater
+
+
+@kernel("SELECT_V2")
+def select_v2(ctx: OpContext):
+    """Where the bool condition holds the second input, else the third, broadcast (float32)."""
+    if ctx.input(1).dtype != "float32":
+        raise ctx.fail("only float32 SELECT_V2 is supported")
+    return lambda cond, a, b: np.where(cond, a, b).astype(np.float32)

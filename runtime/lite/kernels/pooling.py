@@ -106,6 +106,25 @@ def _axes(ctx: OpContext, ndim: int) -> tuple[int, ...]:
     return tuple(sorted({int(a) % ndim for a in np.ravel(axes)}))
 
 
+_NEON_LANES = 16
+
+
+def _optimized_mean_hw(xv: np.ndarray, in_s: float, in_zp: int, out_s: float, out_zp: int) -> np.ndarray:
+    """LiteRT's optimized int8 MEAN over H and W (optimized_integer_ops::Mean, on one thread): the sum of the
+    raw values times in_s / (n * out_s), plus out_zp - round(in_zp * in_s / out_s), both formed in float32.
+    Channels in whole blocks of 16 are requantised by the NEON code (rounding half up), the rest by the
+    scalar MultiplyByQuantizedMultiplier."""
+    f32 = np.float32
+    n = f32(xv.shape[1] * xv.shape[2])
+    mult, shift = fx.quantize_multiplier(float(f32(in_s) / (n * f32(out_s))))
+    bias = out_zp - int(fx.round_half_away(f32(f32(in_zp) * f32(in_s)) / f32(out_s)))
+    acc = xv.astype(np.int64).sum(axis=(1, 2), keepdims=True)
+    out = fx.multiply_by_quantized_multiplier(acc, mult, shift)
+    blocks = xv.shape[3] // _NEON_LANES * _NEON_LANES
+    out[..., :blocks] = fx.multiply_by_quantized_multiplier_neon(acc[..., :blocks], mult, shift)
+    return np.clip(out + bias, -128, 127).astype(np.int8)
+
+
 @kernel("MEAN")
 def mean(ctx: OpContext):
     """Mean over the axes given by the second (constant) input."""
@@ -119,11 +138,9 @@ def mean(ctx: OpContext):
         def run_int8(xv, _axes_value=None):
             axes = _axes(ctx, xv.ndim)
             n = int(np.prod([xv.shape[a] for a in axes]))
-            acc = (xv.astype(np.int64) - in_zp).sum(axis=axes, keepdims=keep)
             if ctx.kernels == "builtin" and keep and xv.ndim == 4 and axes == (1, 2):
-                # LiteRT's optimized 4-D mean: requantise, then a rounded integer division
-                out = fx.round_div(fx.multiply_by_quantized_multiplier(acc, mult, shift), n) + out_zp
-                return np.clip(out, -128, 127).astype(np.int8)
+                return _optimized_mean_hw(xv, in_s, in_zp, out_s, out_zp)
+            acc = (xv.astype(np.int64) - in_zp).sum(axis=axes, keepdims=keep)
             # TFLite's reference QuantizedMeanOrSum folds 1/n into the multiplier
             # with a shift of floor(log2 n) (at most 32 and 31 + shift).
             bits = min(n.bit_length() - 1, 32, 31 + shift)

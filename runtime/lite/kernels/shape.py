@@ -1,5 +1,5 @@
 """Data movement: RESHAPE, SQUEEZE, CONCATENATION, PAD, PADV2, STRIDED_SLICE, SLICE, TRANSPOSE,
-RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, SHAPE, PACK.
+RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, SHAPE, PACK, TILE.
 
 int8 tensors pass through with their input's quantization (TFLite requires
 it for these ops; CONCATENATION refuses inputs quantized otherwise than its
@@ -229,3 +229,10 @@ def pack(ctx: OpContext):
     """The inputs stacked along a new axis."""
     axis = int(ctx.options.get("axis", 0))
     return lambda *xs: np.stack(xs, axis=axis)
+
+
+@kernel("TILE")
+def tile(ctx: OpContext):
+    """x repeated ``multiples[i]`` times along each axis i (int8 keeps its qparams)."""
+    multiples = tuple(int(m) for m in _const(ctx, 1, "TILE multiples"))
+    return lambda xv, *_: np.tile(xv, multiples)

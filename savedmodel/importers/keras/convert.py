@@ -1,11 +1,15 @@
 """The machinery of the conversion tables: what a converter is given and returns.
 
-A converter turns one call of a Keras layer (``layers.py``) or keras.ops
-operation (``operations.py``) into catalogue nodes. It sees a
-:class:`LayerCall` (config, weights by role, the specs of its input tensors)
-and returns a list of :class:`Emit`, applied in a chain: the first takes the
-call's tensor inputs, each next one the previous one's output. An empty list
-means the layer does nothing at inference and is dropped.
+A converter turns one call of a Keras layer (``layers.py``, ``sequence.py``)
+or keras.ops operation (``operations.py``) into catalogue nodes. It sees a
+:class:`LayerCall` (config, weights by role, the specs of its input tensors
+and of their Keras masks) and returns a list of :class:`Emit`. By default
+they form a chain: the first takes the call's tensor inputs, each next one
+the previous one's output, and the last one's output is the call's. An emit
+may instead name its inputs (a DAG: a Bidirectional layer's two RNNs and
+their merge), and a final :class:`Outputs` may name the call's outputs and
+their masks. An empty list means the layer does nothing at inference and is
+dropped.
 """
 
 from __future__ import annotations
@@ -24,15 +28,33 @@ from savedmodel.ir import TensorSpec
 class Emit:
     """One catalogue node to create.
 
-    ``suffix`` names it when it is not the call's last node; ``inputs``
-    (first node only) picks its inputs among the call's tensors by index.
+    ``suffix`` names it when it is not the call's last node. ``inputs``, when
+    given, lists its inputs, each a :data:`Source`; otherwise the first node
+    takes the call's positional tensors and the others the previous node's
+    first output.
     """
 
     op: str
     attrs: dict[str, Any]
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     suffix: str = ""
-    inputs: list[int] | None = None
+    inputs: list[Source] | None = None
+
+
+# Where an emit's input (or a call's output) comes from: an int is the call's positional tensor of that index,
+# a str the output of an earlier emit of the same call by its suffix ("suffix" or "suffix:k" for output k), a
+# TensorSpec a tensor of the graph (a keyword argument of the call, an input's mask).
+Source = int | str | TensorSpec
+
+
+@dataclass
+class Outputs:
+    """The last entry of a converter's list when the call's outputs are not just the last node's first
+    output: one :data:`Source` per output of the Keras call, and (optionally) one mask per output (None: no
+    mask). Without ``masks`` the graph applies the layer's default mask rule (``masks.py``)."""
+
+    tensors: list[Source]
+    masks: list[Source | None] | None = None
 
 
 @dataclass
@@ -40,7 +62,9 @@ class LayerCall:
     """One call of a layer or operation, as its converter sees it.
 
     ``args``/``kwargs`` are the call's arguments with every tensor replaced by
-    its TensorSpec; ``inputs`` are those specs in order.
+    its TensorSpec; ``inputs`` are the positional tensors' specs in order.
+    ``tensor_masks`` maps the name of each tensor argument that carries a
+    Keras mask to the spec of its mask tensor.
     """
 
     name: str
@@ -51,6 +75,15 @@ class LayerCall:
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     keras_version: str = ""
+    tensor_masks: dict[str, TensorSpec] = field(default_factory=dict)
+
+    def mask(self, i: int = 0) -> TensorSpec | None:
+        """The Keras mask of positional tensor ``i`` (None when it has none)."""
+        return self.mask_of(self.inputs[i]) if i < len(self.inputs) else None
+
+    def mask_of(self, tensor: Any) -> TensorSpec | None:
+        """The Keras mask of a tensor argument (None for a tensor without one, or a non-tensor)."""
+        return self.tensor_masks.get(tensor.name) if isinstance(tensor, TensorSpec) else None
 
     @property
     def x(self) -> TensorSpec:

@@ -86,9 +86,10 @@ def _attach_keras3(model: ModelRecord, group: h5py.Group) -> None:
         child = None if layers is None else layers.get(by_name.get(record.name, key))
         if child is None:
             continue
-        variables = child.get(F.VARS_GROUP)
-        if variables is not None:
-            record.weights = [(None, np.asarray(variables[k])) for k in sorted(variables, key=_index)]
+        groups = [child.get(F.VARS_GROUP)] + [child.get(f"{path}/{F.VARS_GROUP}")
+                                              for path in F.SUBLAYER_VARS.get(record.class_name, ())]
+        record.weights = [(None, np.asarray(variables[k])) for variables in groups if variables is not None
+                          for k in sorted(variables, key=_index)]
         if record.model is not None:
             _attach_keras3(record.model, child)
 

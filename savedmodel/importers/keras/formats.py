@@ -24,6 +24,16 @@ LAYERS_GROUP = "layers"
 VARS_GROUP = "vars"
 VARS_NAME_ATTR = "name"
 
+# Layers whose variables live in sublayers' groups (``layers/<layer>/<path>/vars``), in Keras' variable order.
+SUBLAYER_VARS = {
+    "SimpleRNN": ("cell",),
+    "LSTM": ("cell",),
+    "GRU": ("cell",),
+    "Bidirectional": ("forward_layer/cell", "backward_layer/cell"),
+    "TimeDistributed": ("layer",),
+    "MultiHeadAttention": ("query_dense", "key_dense", "value_dense", "output_dense"),
+}
+
 # legacy .h5
 MODEL_CONFIG_ATTR = "model_config"
 KERAS_VERSION_ATTR = "keras_version"

@@ -7,6 +7,8 @@
    several times; ``model/name`` where nested models reuse a name) and
    converted by the layer or keras.ops table; every unsupported layer is
    collected and reported in one UnsupportedError.
+4. Keras masks are tracked per tensor (``masks.py``) and handed to the
+   layers that use them.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from typing import Any
 import numpy as np
 
 from savedmodel.errors import GraphError, UnsupportedError
-from savedmodel.importers.keras.convert import Converter, LayerCall
+from savedmodel.importers.keras import sequence  # noqa: F401  (fills LAYERS with the sequence layers)
+from savedmodel.importers.keras.convert import Converter, Emit, LayerCall, Outputs, Source
 from savedmodel.importers.keras.layers import LAYERS
+from savedmodel.importers.keras.masks import default_rule
 from savedmodel.importers.keras.operations import OPERATIONS
 from savedmodel.importers.keras.records import Call, LayerRecord, ModelRecord, Ref, flatten, map_leaves
 from savedmodel.ir import Graph, Node, TensorSpec
-from savedmodel.ops import infer_node
+from savedmodel.ops import get_op, infer_node
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
+
+# Keyword arguments that carry Keras masks: the builder tracks masks itself (a Sequential file records none),
+# so these tensors are not dependencies of the call.
+MASK_KWARGS = frozenset({"mask", "query_mask", "value_mask", "key_mask"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,15 @@ class _App:
     call: Call  # arguments with _Key in place of Ref
 
     def input_keys(self) -> list[_Key]:
+        """The positional tensor arguments."""
         return [k for k in flatten(self.call.args) if isinstance(k, _Key)]
+
+    def kwargs_without_masks(self) -> dict[str, Any]:
+        return {k: v for k, v in self.call.kwargs.items() if k not in MASK_KWARGS}
+
+    def dependency_keys(self) -> list[_Key]:
+        """Every tensor the call reads: positional, then keyword arguments other than masks."""
+        return [k for k in flatten([self.call.args, self.kwargs_without_masks()]) if isinstance(k, _Key)]
 
 
 def build_graph(model: ModelRecord) -> Graph:
@@ -61,7 +77,6 @@ def build_graph(model: ModelRecord) -> Graph:
 
     Raises UnsupportedError listing every layer the catalogue cannot express.
     """
-    _check_classes(model)
     flat = _Flattener()
     flat.add(model, (), (), None)
     inputs: dict[_Key, TensorSpec] = {}
@@ -69,22 +84,17 @@ def build_graph(model: ModelRecord) -> Graph:
         inputs[_Key((), ref.layer, ref.node, ref.tensor)] = _input_spec(model, ref)
     outputs = [flat.resolve(_Key((), r.layer, r.node, r.tensor)) for r in model.outputs]
     order = flat.order(outputs, set(inputs))
+    _check_classes(order)
     return _Converter(order, inputs, flat, model.keras_version).run(outputs)
 
 
 # -- classes ---------------------------------------------------------------------------
 
-def _check_classes(model: ModelRecord) -> None:
-    found: list[LayerRecord] = []
-
-    def visit(m: ModelRecord) -> None:
-        for record in m.layers:
-            if record.model is not None:
-                visit(record.model)
-            elif record.class_name != "InputLayer" and record.class_name not in _table(record):
-                found.append(record)
-
-    visit(model)
+def _check_classes(order: list[_App]) -> None:
+    """Refuse, in one error, every layer the outputs depend on that the tables lack (a model may hold
+    operations no output needs, such as the ops Keras records while computing masks)."""
+    found: list[LayerRecord] = list({id(a.record): a.record for a in order
+                                     if a.record.class_name not in _table(a.record)}.values())
     if found:
         names = ", ".join(f"{r.name!r} ({'keras.ops ' if r.is_op else ''}{r.class_name})" for r in found)
         noun = "A Keras layer has" if len(found) == 1 else f"{len(found)} Keras layers have"
@@ -183,7 +193,7 @@ class _Flattener:
                 state = done.get(id(app))
                 if state is None:
                     done[id(app)] = False
-                    for key in reversed(app.input_keys()):
+                    for key in reversed(app.dependency_keys()):
                         dep = self.producer(key, inputs)
                         if dep is None:
                             continue
@@ -205,6 +215,8 @@ class _Converter:
     def __init__(self, order: list[_App], inputs: dict[_Key, TensorSpec], flat: _Flattener, version: str) -> None:
         self.order, self.inputs, self.flat, self.version = order, inputs, flat, version
         self.tensors: dict[_Key, str | None] = {k: s.name for k, s in inputs.items()}
+        self.masks: dict[_Key, str | None] = {}
+        self.failed: set[tuple[Any, ...]] = set()  # calls that are, or read, an unsupported layer
         self.specs: dict[str, TensorSpec] = {s.name: s for s in inputs.values()}
         self.nodes: list[Node] = []
         self.weights: dict[str, np.ndarray] = {}
@@ -232,54 +244,142 @@ class _Converter:
             self._convert(app)
         if self.errors:
             raise _combine(self.errors)
-        specs = [self.specs[self.tensors[self.flat.resolve(k)]] for k in outputs]
+        specs = [self.specs[self._tensor(k)] for k in outputs]  # type: ignore[index]
         inputs = list(self.inputs.values())
         return Graph(inputs, [TensorSpec(s.name, s.dtype, s.shape) for s in specs], self.nodes, self.weights)
+
+    def _tensor(self, key: _Key) -> str | None:
+        """The graph tensor of a Keras tensor; None downstream of an unsupported layer."""
+        key = self.flat.resolve(key)
+        if key.call in self.failed:
+            return None
+        if key not in self.tensors:
+            raise GraphError(f"a layer reads output {key.tensor} of {key.layer!r}, which has no such output")
+        return self.tensors[key]
 
     def _convert(self, app: _App) -> None:
         record = app.record
         name, prefix = self.names[id(app)]
-        out = _Key(*app.key, 0)
-        tensors = [self.tensors[self.flat.resolve(k)] for k in app.input_keys()]
-        if any(t is None for t in tensors):  # downstream of an unsupported layer
-            self.tensors[out] = None
+        if any(self._tensor(k) is None for k in app.dependency_keys()):
+            self.failed.add(app.key)
             return
+        arg_keys = [self.flat.resolve(k) for k in app.input_keys()]
+        tensors: list[str] = [self.tensors[k] for k in arg_keys]  # type: ignore[misc]
+        masks = [self.masks.get(k) for k in arg_keys]
 
         def spec_of(value: Any) -> Any:
-            return self.specs[self.tensors[self.flat.resolve(value)]] if isinstance(value, _Key) else value
+            return self.specs[self._tensor(value)] if isinstance(value, _Key) else value  # type: ignore[index]
 
         converter = _table(record)[record.class_name]
         try:
             _check_dtype_policy(record, name)
             weights = assign_roles(record, converter.roles(record.config), name)
-            call = LayerCall(name, record.class_name, record.config, weights,
-                             [self.specs[t] for t in tensors],  # type: ignore[index]
-                             map_leaves(app.call.args, spec_of), map_leaves(app.call.kwargs, spec_of), self.version)
+            call = LayerCall(name, record.class_name, record.config, weights, [self.specs[t] for t in tensors],
+                             map_leaves(app.call.args, spec_of), map_leaves(app.kwargs_without_masks(), spec_of),
+                             self.version,
+                             self._masks_of(app))
             emits = converter.convert(call)
+            if not emits:  # no effect at inference: consumers read the input
+                if len(tensors) != 1:
+                    raise GraphError(f"layer {name!r} ({record.class_name}) is dropped but has {len(tensors)} inputs")
+                outputs, out_masks = tensors, None
+            else:
+                outputs, out_masks = self._emit(name, prefix, emits, tensors)
+            if out_masks is None:
+                out_masks = [self._default_mask(call, masks, record.is_op)] + [None] * (len(outputs) - 1)
         except UnsupportedError as e:
             self.errors.append(e)
-            self.tensors[out] = None
+            self.failed.add(app.key)
             return
-        if not emits:  # no effect at inference: consumers read the input
-            if len(tensors) != 1:
-                raise GraphError(f"layer {name!r} ({record.class_name}) is dropped but has {len(tensors)} inputs")
-            self.tensors[out] = tensors[0]
-            return
-        current: list[str] = tensors  # type: ignore[assignment]
-        for i, emit in enumerate(emits):
-            node_name = name if i == len(emits) - 1 else f"{name}/{emit.suffix or emit.op}"
-            inputs = [current[j] for j in emit.inputs] if i == 0 and emit.inputs is not None else current
+        for i, (tensor, mask) in enumerate(zip(outputs, out_masks, strict=True)):
+            self.tensors[_Key(*app.key, i)] = tensor
+            self.masks[_Key(*app.key, i)] = mask
+
+    def _masks_of(self, app: _App) -> dict[str, TensorSpec]:
+        """Tensor name -> spec of its mask, for the call's tensor arguments that carry a Keras mask."""
+        found = {}
+        for key in app.dependency_keys():
+            key = self.flat.resolve(key)
+            mask = self.masks.get(key)
+            if mask is not None:
+                found[self.tensors[key]] = self.specs[mask]
+        return found
+
+    def _emit(self, name: str, prefix: str, emits: list[Any],
+              tensors: list[str]) -> tuple[list[str], list[str | None] | None]:
+        """Create the nodes of one call; return the call's output tensors and (if the converter gave them)
+        their masks."""
+        result = emits[-1] if isinstance(emits[-1], Outputs) else None
+        nodes: list[Emit] = emits[:-1] if result is not None else emits
+        made: dict[str, list[str]] = {}
+        previous = tensors
+        used: set[str] = set()  # weight keys of this call: two nodes with one role (a Bidirectional's RNNs) differ
+        for i, emit in enumerate(nodes):
+            label = emit.suffix or emit.op
+            node_name = name if i == len(nodes) - 1 else f"{name}/{label}"
+            if emit.inputs is not None:
+                inputs = [self._source(src, tensors, made, name) for src in emit.inputs]
+            else:
+                inputs = tensors if i == 0 else previous[:1]
             roles = {}
             for role, value in emit.weights.items():
-                key = f"{prefix}/{role}"
+                key = f"{prefix}/{role}" if f"{prefix}/{role}" not in used else f"{prefix}/{label}/{role}"
+                used.add(key)
                 self.weights.setdefault(key, np.asarray(value))
                 roles[role] = key
-            node = Node(node_name, emit.op, list(inputs), [node_name], dict(emit.attrs), roles)
-            (spec,) = infer_node(node, [self.specs[t] for t in inputs], self.weights)
+            count = get_op(emit.op, node_name).output_count(emit.attrs)
+            outs = [node_name] if count == 1 else [f"{node_name}:{k}" for k in range(count)]
+            node = Node(node_name, emit.op, list(inputs), outs, dict(emit.attrs), roles)
+            specs = infer_node(node, [self.specs[t] for t in inputs], self.weights)
             self.nodes.append(node)
-            self.specs[node_name] = spec
-            current = [node_name]
-        self.tensors[out] = current[0]
+            self.specs.update({spec.name: spec for spec in specs})
+            if label in made:
+                raise GraphError(f"layer {name!r} emits two nodes labelled {label!r}")
+            made[label] = outs
+            previous = outs
+        if result is None:
+            return previous[:1], None
+        outputs = [self._source(src, tensors, made, name) for src in result.tensors]
+        if result.masks is None:
+            return outputs, None
+        return outputs, [None if m is None else self._source(m, tensors, made, name) for m in result.masks]
+
+    def _source(self, src: Source, tensors: list[str], made: dict[str, list[str]], name: str) -> str:
+        """The graph tensor an emit's input or output names (see convert.Source)."""
+        if isinstance(src, TensorSpec):
+            return src.name
+        if isinstance(src, int):
+            return tensors[src]
+        label, _, index = src.rpartition(":") if src.rpartition(":")[2].isdigit() else (src, "", "0")
+        if label not in made:
+            raise GraphError(f"layer {name!r} refers to {src!r}, which none of its nodes is labelled")
+        return made[label][int(index)]
+
+    def _default_mask(self, call: LayerCall, masks: list[str | None], is_op: bool) -> str | None:
+        """The output mask of a layer without its own mask logic (``masks.default_rule``)."""
+        rule = default_rule(call.class_name, is_op)
+        present = list(dict.fromkeys(m for m in masks if m is not None))
+        if rule == "pass":
+            return masks[0] if masks else None
+        if rule == "and" and present:
+            return self._combine(call.name, present, "and")
+        if call.class_name == "Concatenate" and present and not is_op:
+            axis = int(call.config.get("axis", -1))
+            if axis not in (-1, len(call.x.shape) - 1):
+                raise call.unsupported(f"concatenates masked tensors along axis {axis}; only the mask of a "
+                                       "concatenation along the last axis is implemented", ["axis=-1"])
+            return None if len(present) < len(masks) else self._combine(call.name, present, "or")
+        return None
+
+    def _combine(self, name: str, masks: list[str], function: str) -> str:
+        if len(masks) == 1:
+            return masks[0]
+        node_name = f"{name}/mask"
+        node = Node(node_name, "CombineMasks", list(masks), [node_name], {"function": function}, {})
+        (spec,) = infer_node(node, [self.specs[m] for m in masks], self.weights)
+        self.nodes.append(node)
+        self.specs[node_name] = spec
+        return node_name
 
 
 def assign_roles(record: LayerRecord, roles: list[str], name: str) -> dict[str, np.ndarray]:

@@ -205,7 +205,8 @@ for _rank in (1, 2):
     for _kind in ("Max", "Average"):
         _op = f"{_kind}Pooling{_rank}D"
         layer(_op)(_pool(_rank, _op))
-        layer(f"Global{_op}")(_global_pool(f"Global{_op}"))
+        if _op != "AveragePooling1D":  # GlobalAveragePooling1D honours masks: sequence.py
+            layer(f"Global{_op}")(_global_pool(f"Global{_op}"))
 
 
 # -- normalisation ---------------------------------------------------------------------

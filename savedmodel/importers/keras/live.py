@@ -167,8 +167,11 @@ def _config(op: Any) -> dict[str, Any]:
 
 
 def _weights(layer: Any) -> list[tuple[str | None, np.ndarray]]:
-    """The layer's own variables (not its sublayers') in Keras' save order, by name."""
+    """The layer's own variables in Keras' save order, by name; for a layer that only wraps sublayers (an RNN
+    and its cell, Bidirectional, TimeDistributed, MultiHeadAttention), the sublayers' variables in Keras' order."""
     own = list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", []))
+    if not own:
+        own = list(layer.weights)
     if getattr(layer, "lora_enabled", False) and hasattr(layer, "kernel"):
         # The kernel property merges the LoRA factors, as Keras does when saving.
         merged = np.asarray(layer.kernel)

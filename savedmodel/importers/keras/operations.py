@@ -58,6 +58,8 @@ def _binary(op: str):
         first = tensors[0] is not None
         x = tensors[0] if first else tensors[1]
         c = _constant(call, constants[1] if first else constants[0], x)
+        if op in _WITH_CONSTANT_NODE and any(d != 1 for d in c.shape[:-1]):
+            return _with_constant_node(op, c, first)
         if op == "Add":
             return _rescale(call, 1.0, c)
         if op == "Multiply":
@@ -74,6 +76,25 @@ def _binary(op: str):
                                 "maximum(tensor, 0)"])
 
     return convert
+
+
+# Binary ops that take a constant operand as a Constant node when it is not a scalar or a vector over the last
+# axis (a positional embedding added to a sequence: the (time, features) table computed at trace time).
+_WITH_CONSTANT_NODE = ("Add", "Subtract", "Multiply")
+
+
+def _with_constant_node(op: str, value: np.ndarray, tensor_first: bool) -> list[Emit]:
+    constant = Emit("Constant", {"dtype": "float32", "shape": list(value.shape)},
+                    {"value": value.astype(np.float32)}, suffix="constant", inputs=[])
+    return [constant, Emit(op, {}, inputs=[0, "constant"] if tensor_first else ["constant", 0])]
+
+
+@operation("NotEqual")
+def not_equal(call: LayerCall) -> list[Emit]:
+    tensors, constants = _split(call)
+    if tensors[0] is None or tensors[1] is not None or np.ndim(constants[1]) != 0:
+        raise call.unsupported("compares other than a tensor with a scalar", ["not_equal(tensor, scalar)"])
+    return [Emit("SequenceMask", {"mask_value": float(constants[1]), "reduce_last_axis": False})]
 
 
 for _name, _op in (("Add", "Add"), ("Subtract", "Subtract"), ("Multiply", "Multiply"), ("Maximum", "Maximum"),

@@ -96,12 +96,13 @@ def map_leaves(value: Any, fn: Callable[[Any], Any]) -> Any:
 # Keys of Keras 3's serialized special objects (serialization_lib).
 KERAS_TENSOR = "__keras_tensor__"
 NUMPY = "__numpy__"
+TENSOR = "__tensor__"  # a concrete tensor argument (a table computed while the model was built)
 TUPLE = "__tuple__"
 
 
 def plain(value: Any) -> Any:
     """A config as plain Python: tuples as lists, numpy scalars as numbers,
-    Keras' ``__numpy__``/``__tuple__`` objects decoded, keras tensors as :class:`Ref`.
+    Keras' ``__numpy__``/``__tensor__``/``__tuple__`` objects decoded, keras tensors as :class:`Ref`.
 
     >>> plain({"a": (1, 2), "b": {"class_name": "__tuple__", "config": {"value": [3]}}})
     {'a': [1, 2], 'b': [3]}
@@ -111,7 +112,7 @@ def plain(value: Any) -> Any:
         inner = value.get("config")
         if kind == KERAS_TENSOR and isinstance(inner, dict):
             return Ref(*inner["keras_history"][:3])
-        if kind == NUMPY and isinstance(inner, dict):
+        if kind in (NUMPY, TENSOR) and isinstance(inner, dict):
             return np.asarray(inner["value"], dtype=inner.get("dtype"))
         if kind == TUPLE and isinstance(inner, dict):
             return plain(inner["value"])

@@ -1,0 +1,440 @@
+"""``server.ray_serve``: the Ray Serve deployment, its batcher, its config file and the ``--ray`` flags.
+
+The cluster tests run a ``ray.cluster_utils.Cluster`` of two simulated nodes
+on this machine, every address on 127.0.0.1, once for the module; every
+wait on Ray has a deadline. The answers are judged against the numpy
+runtime called in-process and against the in-process app (``create_app``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+import runtime
+from savedmodel import demo
+from server.cli import add_arguments, ray_options_from_args, run
+from server.settings import BatchingParameters, ServerSettings
+from tests.server.helpers import ROOT, free_port, wait_for
+
+ray = pytest.importorskip("ray")
+serve = pytest.importorskip("ray.serve")
+ray_serve = importlib.import_module("server.ray_serve")
+
+pytestmark = pytest.mark.ray
+CLUSTER = pytest.mark.xdist_group("ray-cluster")  # one cluster per test run, on one xdist worker
+CONFIG = ROOT / "deploy" / "ray" / "serve_config.yaml"
+DEPLOY_TIMEOUT = 90.0
+LOOPBACK = "127.0.0.1"  # every Ray address of the test cluster, so that nothing leaves this machine
+# Two replicas, one per node. Ray's proxy prefers the replicas on its own node; at two requests per
+# replica the head node's replica is full sooner and traffic spills over to the other node.
+SPREAD = ray_serve.RayOptions(replicas=2, num_cpus=0.5, max_replicas_per_node=1, max_ongoing_requests=2)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _digits(n: int) -> np.ndarray:
+    images, _labels = demo.test_data()
+    return images[:n].astype(np.float32)
+
+
+def _demo_fn() -> runtime.SignatureFunction:
+    return runtime.load(demo.BASE_PATH).signatures["serving_default"]
+
+
+# -- the config file and build(args) ----------------------------------------------------------------------
+
+
+def _config_app() -> dict[str, Any]:
+    config = yaml.safe_load(CONFIG.read_text())
+    (app,) = config["applications"]
+    return app
+
+
+def test_serve_config_names_the_builder_and_its_args_build_an_application() -> None:
+    app = _config_app()
+    module, _, attr = app["import_path"].partition(":")
+    assert getattr(importlib.import_module(module), attr) is ray_serve.build
+    assert isinstance(ray_serve.build(app["args"]), serve.Application)
+
+    args = dict(app["args"])
+    settings = ServerSettings.model_validate(args.pop("settings"))
+    options = ray_serve.RayOptions.model_validate(args).deployment_options(settings)
+    assert options["autoscaling_config"] == {k: v for k, v in args["autoscale"].items()}
+    assert options["ray_actor_options"] == {"num_cpus": args["num_cpus"]}
+    assert options["max_ongoing_requests"] >= settings.batching.max_batch_size
+    assert "num_replicas" not in options
+
+
+def test_fixed_replicas_become_num_replicas() -> None:
+    options = ray_serve.RayOptions(replicas=3, num_cpus=0.5, max_replicas_per_node=1)
+    kwargs = options.deployment_options(ServerSettings())
+    assert (kwargs["num_replicas"], kwargs["ray_actor_options"]["num_cpus"]) == (3, 0.5)
+    assert kwargs["max_replicas_per_node"] == 1 and "autoscaling_config" not in kwargs
+    assert kwargs["max_ongoing_requests"] == ray_serve.DEFAULT_MAX_ONGOING
+
+
+def test_batching_raises_max_ongoing_requests_to_a_full_batch() -> None:
+    settings = ServerSettings(enable_batching=True, batching=BatchingParameters(max_batch_size=64))
+    assert ray_serve.RayOptions().deployment_options(settings)["max_ongoing_requests"] == 64
+    assert ray_serve.RayOptions(max_ongoing_requests=8).deployment_options(settings)["max_ongoing_requests"] == 8
+
+
+def test_build_refuses_what_is_not_a_mapping() -> None:
+    with pytest.raises(ValueError, match="build args must be a mapping; received list"):
+        ray_serve.build([1, 2])  # type: ignore[arg-type]
+
+
+def test_build_names_an_unknown_arg() -> None:
+    with pytest.raises(ValueError, match=r"build args are invalid \(expected replicas, .*\): replica_count: Extra "
+                                         r"inputs are not permitted \(received 2\)"):
+        ray_serve.build({"replica_count": 2})
+
+
+def test_build_names_a_bad_setting() -> None:
+    with pytest.raises(ValueError, match=r"build args 'settings' are invalid: port: Input should be greater than or "
+                                         r"equal to 0 \(received -1\)"):
+        ray_serve.build({"settings": {"port": -1}})
+
+
+def test_replicas_and_autoscale_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="give either replicas or autoscale, not both"):
+        ray_serve.RayOptions(replicas=2, autoscale={"min_replicas": 1, "max_replicas": 2})
+
+
+def test_autoscale_bounds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="min_replicas must not exceed max_replicas; received min_replicas=3, "
+                                         "max_replicas=1"):
+        ray_serve.AutoscaleOptions(min_replicas=3, max_replicas=1)
+
+
+# -- the --ray flags ----------------------------------------------------------------------------------------
+
+
+def test_ray_flags_become_ray_options() -> None:
+    args = _parse("--ray", "--autoscale", "1:8", "--autoscale-target", "4", "--ray-num-cpus", "0.5",
+                  "--ray-threads-per-replica", "2", "--ray-max-ongoing-requests", "32")
+    options = ray_serve.RayOptions(**ray_options_from_args(args))
+    assert (options.autoscale.min_replicas, options.autoscale.max_replicas) == (1, 8)
+    assert options.autoscale.target_ongoing_requests == 4.0
+    assert (options.num_cpus, options.threads_per_replica, options.max_ongoing_requests) == (0.5, 2, 32)
+    assert options.replicas is None
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("3:1", "expected 1 <= MIN <= MAX, got '3:1'"),
+    ("0:2", "expected 1 <= MIN <= MAX, got '0:2'"),
+    ("four", "expected MIN:MAX replicas such as 1:8, got 'four'"),
+])
+def test_bad_autoscale_values_are_usage_errors(value: str, message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parse("--ray", "--autoscale", value)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--ray", "--replicas", "2", "--autoscale", "1:4"], "give either --replicas or --autoscale, not both"),
+    (["--ray", "--workers", "2"], "--ray serves with Ray replicas, not worker processes: drop --workers 2 and use "
+                                  "--replicas 2"),
+    (["--replicas", "2"], "--replicas needs --ray"),
+    (["--address", "auto", "--ray-num-cpus", "2"], "--address, --ray-num-cpus needs --ray"),
+    (["--ray", "--autoscale-target", "3"], "--autoscale-target needs --autoscale MIN:MAX"),
+    (["--ray", "--ray-num-cpus", "0"], "num_cpus"),
+])
+def test_flags_that_do_not_fit_together(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert run(_parse(*argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_ray_without_the_ray_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "server.ray_serve")
+    assert run(_parse("--ray")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --ray needs the ray extra (module 'ray' is missing); install it with: "
+                   "pip install 'savedmodel-toolkit[ray]'")
+
+
+# -- RayBatcher, the batching seam on @serve.batch ----------------------------------------------------------
+
+
+@pytest.fixture
+def outside_a_replica(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let @serve.batch queues run outside a replica: their constructor only reads the replica's config to warn."""
+    from ray.serve import batching
+
+    monkeypatch.setattr(batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+                        lambda self: None)
+
+
+class Recorder:
+    """A signature function that records the rows of every call it gets."""
+
+    def __init__(self, fn: Callable[..., dict[str, np.ndarray]]) -> None:
+        self.fn = fn
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls.append(inputs["image"])
+        return self.fn(**inputs)
+
+
+def _submit_all(batcher: Any, requests: list[tuple[tuple, Recorder, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    async def go() -> list[dict[str, np.ndarray]]:
+        futures = [batcher.submit(key[0], key, fn, {"image": x}, len(x)) for key, fn, x in requests]
+        return await asyncio.gather(*futures)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.usefixtures("outside_a_replica")
+def test_ray_batcher_merges_per_signature_and_matches_the_in_process_batcher() -> None:
+    from server.batching import Batcher
+
+    fn = _demo_fn()
+    images = _digits(12)
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=50_000, num_batch_threads=1)
+    with ThreadPoolExecutor(1) as pool:
+        v1, v2 = Recorder(fn), Recorder(fn)
+        requests = [(("digits", 1 + i % 2, "serving_default"), v1 if i % 2 == 0 else v2, images[i:i + 1])
+                    for i in range(12)]
+        by_ray = _submit_all(ray_serve.RayBatcher(params, pool), requests)
+        by_process = _submit_all(Batcher(params, pool), [(k, Recorder(fn), x) for k, _, x in requests])
+
+    for (_, _, x), ours, theirs in zip(requests, by_ray, by_process, strict=True):
+        alone = fn(image=x)
+        for name, value in alone.items():
+            assert ours[name].shape == value.shape and ours[name].dtype == value.dtype
+            np.testing.assert_allclose(ours[name], value, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
+    for recorder, rows in ((v1, images[0::2]), (v2, images[1::2])):
+        seen = np.concatenate(recorder.calls)
+        assert len(recorder.calls) < len(rows)  # merged, and never mixed with the other version's rows:
+        assert sorted(r.tobytes() for r in seen) == sorted(r.tobytes() for r in rows)
+
+
+@pytest.mark.usefixtures("outside_a_replica")
+def test_ray_batcher_runs_a_request_larger_than_a_batch_alone() -> None:
+    fn = _demo_fn()
+    recorder = Recorder(fn)
+    images = _digits(5)
+    with ThreadPoolExecutor(1) as pool:
+        batcher = ray_serve.RayBatcher(BatchingParameters(max_batch_size=4, num_batch_threads=1), pool)
+        (outputs,) = _submit_all(batcher, [(("digits", 1, "serving_default"), recorder, images)])
+    assert [len(c) for c in recorder.calls] == [5]
+    for name, value in fn(image=images).items():
+        np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.usefixtures("outside_a_replica")
+def test_ray_batcher_error_reaches_only_its_request() -> None:
+    fn = _demo_fn()
+
+    def refuses_negative(image: np.ndarray) -> dict[str, np.ndarray]:
+        if (image < 0).any():
+            raise ValueError("negative pixel")
+        return fn(image=image)
+
+    images = _digits(4)
+    bad = -np.ones_like(images[:1])
+    with ThreadPoolExecutor(1) as pool:
+        batcher = ray_serve.RayBatcher(BatchingParameters(max_batch_size=8, batch_timeout_micros=50_000,
+                                                          num_batch_threads=1), pool)
+
+        async def go() -> list[Any]:
+            key = ("digits", 1, "serving_default")
+            inputs = [images[:2], bad, images[2:]]
+            futures = [batcher.submit("digits", key, refuses_negative, {"image": x}, len(x)) for x in inputs]
+            return await asyncio.gather(*futures, return_exceptions=True)
+
+        good1, error, good2 = asyncio.run(go())
+    assert isinstance(error, ValueError) and str(error) == "negative pixel"
+    for outputs, x in ((good1, images[:2]), (good2, images[2:])):
+        for name, value in fn(image=x).items():
+            np.testing.assert_allclose(outputs[name], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.usefixtures("outside_a_replica")
+def test_ray_batcher_refuses_more_than_max_enqueued_batches() -> None:
+    from server.errors import QueueFull
+
+    fn = _demo_fn()
+    images = _digits(3)
+    params = BatchingParameters(max_batch_size=2, max_enqueued_batches=1, batch_timeout_micros=10_000,
+                                num_batch_threads=1)
+    with ThreadPoolExecutor(1) as pool:
+        batcher = ray_serve.RayBatcher(params, pool)
+        key = ("digits", 1, "serving_default")
+
+        async def go() -> list[dict[str, np.ndarray]]:
+            queued = [batcher.submit("digits", key, fn, {"image": images[i:i + 1]}, 1) for i in range(2)]
+            with pytest.raises(QueueFull):
+                batcher.submit("digits", key, fn, {"image": images[2:3]}, 1)
+            return await asyncio.gather(*queued)
+
+        answered = asyncio.run(go())
+    assert len(answered) == 2 and batcher._waiting == {}
+
+
+# -- on a two-node cluster --------------------------------------------------------------------------------
+
+
+class Deployed:
+    """The app deployed on the test cluster, reached over HTTP through Ray's proxy on the head node."""
+
+    def __init__(self, cluster: Any, url: str) -> None:
+        self.cluster = cluster
+        self.url = url
+
+    def deploy(self, options: Any, settings: ServerSettings | None = None) -> None:
+        ray_serve.deploy(settings or ServerSettings(enable_batching=True), options, DEPLOY_TIMEOUT)
+
+    def running_replicas(self) -> int:
+        status = serve.status().applications[ray_serve.APP_NAME].deployments[ray_serve.DEPLOYMENT_NAME]
+        return sum(n for state, n in status.replica_states.items() if str(state).endswith("RUNNING"))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Deployed]:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "node_ip_address": LOOPBACK, "include_dashboard": False, "dashboard_port": free_port()})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK)
+        ray.init(address=cluster.address, _node_ip_address=LOOPBACK, logging_level="WARNING", log_to_driver=False)
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {LOOPBACK}
+        port = free_port()
+        serve.start(proxy_location="HeadOnly", http_options={"host": LOOPBACK, "port": port})
+        yield Deployed(cluster, f"http://{LOOPBACK}:{port}")
+    finally:
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+        cluster.shutdown()
+
+
+def _predict(client: httpx.Client, x: np.ndarray) -> httpx.Response:
+    return client.post("/v1/models/digits:predict", json={"instances": x.tolist()})
+
+
+@pytest.mark.slow
+@CLUSTER
+def test_both_replicas_answer_like_the_in_process_server(cluster: Deployed) -> None:
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    cluster.deploy(SPREAD)
+    assert cluster.running_replicas() == 2
+    fn = _demo_fn()
+    images = _digits(8)
+
+    def check(i: int) -> str:
+        x = images[i % 8:i % 8 + 1]
+        response = _predict(client, x)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(np.array(response.json()["predictions"], np.float32),
+                                   next(iter(fn(image=x).values())), rtol=1e-5, atol=1e-6)
+        return response.headers[ray_serve.REPLICA_HEADER]
+
+    with httpx.Client(base_url=cluster.url, timeout=30) as client:
+        with ThreadPoolExecutor(8) as pool:
+            replicas = set(pool.map(check, range(80)))
+        ray_missing = client.get("/v1/models/nosuch")
+        ray_bad = client.post("/v2/models/digits/infer", json={"inputs": [{"name": "image", "shape": [1, 3],
+                                                                           "datatype": "FP32", "data": [1, 2, 3]}]})
+    assert len(replicas) == 2
+    with TestClient(create_app(ServerSettings(enable_batching=True))) as local:
+        local_missing = local.get("/v1/models/nosuch")
+        local_bad = local.post("/v2/models/digits/infer", json={"inputs": [{"name": "image", "shape": [1, 3],
+                                                                            "datatype": "FP32", "data": [1, 2, 3]}]})
+    for theirs, ours in ((ray_missing, local_missing), (ray_bad, local_bad)):
+        assert (theirs.status_code, theirs.json()) == (ours.status_code, ours.json())
+
+
+class Traffic:
+    """Clients in threads sending predictions in a closed loop until stopped; records every answer."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.answers: list[tuple[float, int, str]] = []  # (time, status, replica)
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
+        x = _digits(1)
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    response = _predict(client, x)
+                except httpx.HTTPError as e:
+                    self.errors.append(repr(e))
+                    continue
+                self.answers.append((time.monotonic(), response.status_code,
+                                     response.headers.get(ray_serve.REPLICA_HEADER, "")))
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+@pytest.mark.slow
+@CLUSTER
+def test_autoscaling_goes_up_under_load_and_back_down(cluster: Deployed) -> None:
+    autoscale = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, "upscale_delay_s": 0,
+                 "downscale_delay_s": 2, "look_back_period_s": 1, "metrics_interval_s": 0.5}
+    cluster.deploy(ray_serve.RayOptions(autoscale=autoscale, num_cpus=0.5))
+    wait_for(lambda: cluster.running_replicas() == 1, timeout=DEPLOY_TIMEOUT, interval=0.5, what="one replica")
+    with Traffic(cluster.url, clients=6) as traffic:
+        wait_for(lambda: cluster.running_replicas() == 2, timeout=DEPLOY_TIMEOUT, interval=0.5,
+                 what="a second replica under load")
+    wait_for(lambda: cluster.running_replicas() == 1, timeout=DEPLOY_TIMEOUT, interval=0.5,
+             what="back to one replica without load")
+    assert traffic.errors == [] and {status for _, status, _ in traffic.answers} == {200}
+
+
+@pytest.mark.slow
+@CLUSTER
+def test_removing_a_node_under_traffic_loses_no_request(cluster: Deployed) -> None:
+    cluster.deploy(SPREAD)
+    (worker,) = [node for node in cluster.cluster.worker_nodes]
+    with Traffic(cluster.url, clients=6) as traffic:
+        wait_for(lambda: len({r for _, _, r in traffic.answers}) == 2, timeout=30, what="answers from both replicas")
+        cluster.cluster.remove_node(worker)
+        removed = time.monotonic()
+        wait_for(lambda: sum(1 for t, _, _ in traffic.answers if t > removed + 2) >= 50, timeout=60,
+                 what="traffic after the node left")
+    assert traffic.errors == []
+    assert {status for _, status, _ in traffic.answers} == {200}
+    late = {replica for t, _, replica in traffic.answers if t > removed + 2}
+    assert len(late) == 1  # the replica on the head node carried on alone
+    cluster.cluster.add_node(num_cpus=1, node_ip_address=LOOPBACK)  # Serve replaces the lost replica on the new node
+    wait_for(lambda: cluster.running_replicas() == 2, timeout=DEPLOY_TIMEOUT, interval=0.5, what="a replacement")
+
