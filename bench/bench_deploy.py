@@ -94,9 +94,22 @@ def process_name(pid: int) -> str:
         return words[0].split(" ")[0]
     program = Path(words[0]).name
     if program.startswith("python") and len(words) > 1:
+        if words[1:3] == ["-m", "server"]:
+            return "python -m server"
+        if "-c" in words:
+            return "python -c (worker process)"
         script = next((w for w in words[1:] if not w.startswith("-")), words[1])
-        return Path(script).name if "/" in script else " ".join(words[1:3])
+        return Path(script).name
     return program
+
+
+def by_name(values: dict[int, float]) -> dict[str, float]:
+    """Per-process values summed by process name, largest first."""
+    totals: dict[str, float] = {}
+    for pid, value in values.items():
+        name = process_name(pid)
+        totals[name] = totals.get(name, 0.0) + value
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
 def rss_mb(pid: int) -> float:
@@ -124,6 +137,7 @@ class Result:
     processes: int
     rss_total_mb: float
     rss_by_process: dict[str, float] = field(default_factory=dict)
+    cpu_ms_by_process: dict[str, float] = field(default_factory=dict)
 
 
 def start_server(flags: list[str], work: Path) -> tuple[subprocess.Popen, int]:
@@ -167,16 +181,12 @@ def measure(name: str, flags: list[str], request: bytes, expected: np.ndarray, c
         before = cpu_seconds(pids)
         time.sleep(3)
         idle = (cpu_seconds(pids) - before) / 3
-        before = cpu_seconds(pids)
+        before_each = {pid: cpu_seconds([pid]) for pid in pids}
         load = bench_server.run_load(port, request, clients, duration, warmup=0.0)
-        used = cpu_seconds(pids) - before
-        rss = {}
-        for pid in descendants(proc.pid):
-            key = process_name(pid)
-            rss[key] = rss.get(key, 0.0) + rss_mb(pid)
+        cpu_ms = by_name({pid: (cpu_seconds([pid]) - before_each[pid]) / load["requests"] * 1000 for pid in pids})
+        rss = by_name({pid: rss_mb(pid) for pid in descendants(proc.pid)})
         return Result(name, load["rps"], load["p50_ms"], load["p99_ms"], int(load["requests"]),
-                      used / load["requests"] * 1000, idle * 100, len(pids), sum(rss.values()),
-                      dict(sorted(rss.items(), key=lambda kv: -kv[1])))
+                      sum(cpu_ms.values()), idle * 100, len(pids), sum(rss.values()), rss, cpu_ms)
     finally:
         stop_server(proc)
 
@@ -199,6 +209,10 @@ def report(results: list[Result], clients: int, duration: float) -> str:
     for r in results:
         biggest = ", ".join(f"{name} {mb:.0f}" for name, mb in list(r.rss_by_process.items())[:8])
         lines.append(f"RSS MB by process, {r.config}: {biggest}")
+    lines.append("")
+    for r in results:
+        busiest = ", ".join(f"{name} {ms:.2f}" for name, ms in list(r.cpu_ms_by_process.items())[:6])
+        lines.append(f"CPU ms per request by process, {r.config}: {busiest}")
     ray = [r for r in results if r.config.startswith("ray")]
     if ray:
         lines.append("")

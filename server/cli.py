@@ -236,7 +236,8 @@ def run_ray(settings: Any, args: argparse.Namespace) -> int:
     if not settings.port:
         settings = settings.model_copy(update={"port": ray_serve.free_port(settings.host)})
     if not settings.models and settings.model_config_file is None:
-        print(demo_examples(settings.host, settings.port), flush=True)
+        scheme = "https" if settings.ssl_certfile is not None else "http"
+        print(demo_examples(settings.host, settings.port, scheme), flush=True)
     ray_serve.serve_forever(settings, options, args.ray_address)
     return 0
 

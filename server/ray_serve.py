@@ -104,7 +104,14 @@ class RayOptions(_Strict):
         ongoing = self.max_ongoing_requests
         if ongoing is None:
             ongoing = max(DEFAULT_MAX_ONGOING, settings.batching.max_batch_size if settings.enable_batching else 0)
-        options: dict[str, Any] = {"ray_actor_options": {"num_cpus": self.num_cpus}, "max_ongoing_requests": ongoing}
+        options: dict[str, Any] = {
+            "ray_actor_options": {"num_cpus": self.num_cpus},
+            "max_ongoing_requests": ongoing,
+            # a stopping replica first finishes its requests, as a single server does on SIGTERM
+            "graceful_shutdown_timeout_s": settings.graceful_shutdown_timeout,
+            # Ray's replica logs, with its per-request access log, follow --log-level and --access-log
+            "logging_config": {"log_level": settings.log_level.upper(), "enable_access_log": settings.access_log},
+        }
         if self.max_replicas_per_node is not None:
             options["max_replicas_per_node"] = self.max_replicas_per_node
         if self.autoscale is not None:
@@ -219,10 +226,11 @@ class RayBatcher:
 
 
 class ReplicaHeader:
-    """ASGI middleware: every HTTP response names the replica that produced it (``X-Serve-Replica``).
+    """ASGI middleware: every HTTP response names the replica that produced it and its node.
 
-    Behind Ray's proxy a client cannot otherwise tell which replica
-    answered; the header shows the load balancing at work.
+    ``X-Serve-Replica: REPLICA@NODE`` (Ray's replica id and node id): behind
+    Ray's proxy a client cannot otherwise tell which replica answered; the
+    header shows the load balancing and node draining at work.
     """
 
     def __init__(self, app: Any, replica: str) -> None:
@@ -269,7 +277,7 @@ class ModelServer:
         self._app: Any = None
 
     def __serve_build_asgi_app__(self) -> Any:
-        replica = serve.get_replica_context().replica_id.unique_id
+        replica = f"{serve.get_replica_context().replica_id.unique_id}@{ray.get_runtime_context().get_node_id()}"
         self._app = replica_app(self._settings, self._threads, replica)
         return self._app
 
@@ -345,9 +353,18 @@ def start(settings: ServerSettings, options: RayOptions, address: str | None,
     port = settings.port or free_port(settings.host)
     local = {"include_dashboard": False} if address is None else {}  # the dashboard alone is ten processes
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **local)
-    serve.start(http_options={"host": settings.host, "port": port})
+    serve.start(http_options=http_options(settings, port))
     deploy(settings, options, timeout_s)
     return port
+
+
+def http_options(settings: ServerSettings, port: int) -> dict[str, Any]:
+    """Ray's proxy options: where to listen and, with a certificate, HTTPS (the files must exist on every node)."""
+    options: dict[str, Any] = {"host": settings.host, "port": port}
+    if settings.ssl_certfile is not None:
+        options["ssl_certfile"] = str(settings.ssl_certfile)
+        options["ssl_keyfile"] = str(settings.ssl_keyfile or settings.ssl_certfile)  # a PEM may hold both
+    return options
 
 
 def deploy(settings: ServerSettings, options: RayOptions, timeout_s: float) -> None:

@@ -155,7 +155,7 @@ class RangeRecorder:
 
 
 # Elementwise ops whose TFLite kernels may write their output over an input's buffer.
-INPLACE_OPS = frozenset({"ADD", "SUB", "MUL"})
+INPLACE_OPS = frozenset({"ADD", "SUB", "MUL", "DIV"})
 
 
 def inplace_inputs(model: LiteModel) -> dict[int, int]:
@@ -195,7 +195,7 @@ def collect_ranges(model: LiteModel, data: Iterable[dict[str, np.ndarray]], inpu
     """Run the float ``model`` on every batch; the (min, max) of each float tensor it computes.
 
     With ``tf_compatible`` the inputs that TFLite's calibrator sees overwritten
-    by an in-place ADD/SUB/MUL get the same widened range (``inplace_inputs``).
+    by an in-place ADD/SUB/MUL/DIV get the same widened range (``inplace_inputs``).
     """
     from tqdm.auto import tqdm
 

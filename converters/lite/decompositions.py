@@ -12,9 +12,10 @@ the builtins TF 2.x's converter emits for the same Keras layer.
   mean where TF writes NEG, MUL and ADD: one int8 op instead of a float NEG).
 - Dot is BATCH_MATMUL (with adjoint flags for the contracted axes).
 - Activations without a builtin are TF's chains: hard_sigmoid ADD (RELU6) and
-  MUL, softplus EXP ADD LOG, mish softplus TANH MUL, selu GREATER MUL EXP SUB
-  MUL SELECT_V2, softsign ABS ADD DIV; ELU with alpha != 1 ELU MUL GREATER
-  SELECT_V2.
+  MUL, softplus EXP ADD LOG, mish softplus TANH MUL, softsign ABS ADD DIV;
+  ELU with alpha != 1 ELU MUL GREATER SELECT_V2, and selu that times its
+  scale (TF's selu chain goes through an int8 EXP and loses the negative
+  branch to its coarse scale).
 
 >>> MAPPINGS["Conv1D"]                        # doctest: +SKIP
 <function _conv1d ...>
@@ -91,8 +92,6 @@ def _conv1d(low: Lowering, node: Node) -> None:
 @mapping("MaxPooling1D", "AveragePooling1D")
 def _pool1d(low: Lowering, node: Node) -> None:
     a = node.attrs
-    if a["padding"] not in ("same", "valid"):
-        raise low.fail(f"padding {a['padding']!r} has no TFLite equivalent")
     _, w, c = _shape(low, node.inputs[0])
     _, wo, _ = _shape(low, node.outputs[0])
     x4 = _reshape(low, low.tensor(node.inputs[0]), (None, 1, w, c), f"{node.name}/expand")
@@ -256,18 +255,12 @@ def _softplus(low: Lowering, src: int, dims: tuple, name: str, dst: int | None =
 
 
 def _selu(low: Lowering, src: int, dst: int, dims: tuple, name: str) -> None:
-    """scale * x above zero, scale * alpha * (exp(x) - 1) below, as TF writes it."""
+    """scale * ELU_alpha(x). TF writes GREATER, MUL, EXP, SUB, MUL, SELECT_V2, whose int8 EXP is quantized
+    over exp's whole range and resolves the negative branch coarsely; ELU (kept float, as TF keeps ELU) is not."""
     alpha, scale = 1.6732632423543772, 1.0507009873554805
-    pos = _binary(low, "MUL", src, _scalar(low, f"{name}/scale", scale), f"{name}/positive_part", None, shape=dims)
-    e = low.new(f"{name}/exp", shape=dims)
-    low.op("EXP", [src], [e])
-    em1 = _binary(low, "SUB", e, _scalar(low, f"{name}/one", 1.0), f"{name}/expm1", None, shape=dims)
-    neg = _binary(low, "MUL", em1, _scalar(low, f"{name}/scale_alpha", scale * alpha), f"{name}/negative_part",
-                  None, shape=dims)
-    like = low.model.tensors[src]
-    positive = low.model.add_tensor(Tensor(f"{name}/positive", "bool", like.shape, like.shape_signature))
-    low.op("GREATER", [src, _scalar(low, f"{name}/zero", 0.0)], [positive])
-    low.op("SELECT_V2", [positive, pos, neg], [dst])
+    elu = low.new(f"{name}/elu_alpha", shape=dims)
+    elu_with_alpha(low, src, elu, alpha, name)
+    _binary(low, "MUL", elu, _scalar(low, f"{name}/scale", scale), name, None, dst)
 
 
 def emit_composite_activation(low: Lowering, act: str, src: int, dst: int) -> bool:

@@ -127,6 +127,7 @@ FIXED_OUTPUT_QPARAMS: dict[str, tuple[float, int]] = {
     "SOFTMAX": (1.0 / 256.0, -128),
     "LOGISTIC": (1.0 / 256.0, -128),
     "TANH": (1.0 / 128.0, 0),
+    "LOG_SOFTMAX": (16.0 / 256.0, 127),
 }
 
 

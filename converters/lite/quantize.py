@@ -8,8 +8,8 @@ Conventions (each checked against TF 2.21's output):
 - weights: int8, symmetric, per output channel, ``scale = max|w| / 127`` and
   ``q = round(w / scale)`` (ties away from zero) in [-127, 127];
 - bias: int32, ``scale = input scale * weight scale``, zero point 0;
-- ops with a fixed output range (SOFTMAX, LOGISTIC, TANH) use TFLite's
-  required output quantization;
+- ops with a fixed output range (SOFTMAX, LOGISTIC, TANH, LOG_SOFTMAX) use
+  TFLite's required output quantization;
 - ops that move data without changing its scale (pooling, reshape, pad,
   concatenation, ...) share one quantization between inputs and output:
   a single-input op takes its input's, a multi-input op (CONCATENATION)
@@ -36,7 +36,7 @@ INT8_OPS = frozenset({
     "MEAN", "REDUCE_MAX", "ADD", "SUB", "MUL", "CONCATENATION", "RESHAPE", "SQUEEZE", "SOFTMAX", "LOGISTIC",
     "TANH", "LEAKY_RELU", "RELU", "RELU6", "PAD", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE",
     "SLICE", "TRANSPOSE", "MAXIMUM", "MINIMUM", "HARD_SWISH", "PRELU", "BATCH_MATMUL", "TILE",
-    "SQUARED_DIFFERENCE", "GELU", "EXP", "RSQRT",
+    "SQUARED_DIFFERENCE", "GELU", "EXP", "RSQRT", "LOG_SOFTMAX", "LOG", "ABS", "DIV",
 })
 # Ops that read any tensor type and write no float (left alone by the quantizer).
 TYPE_AGNOSTIC = frozenset({"SHAPE"})

@@ -18,6 +18,7 @@ INT8_VERSIONS = {
     "LEAKY_RELU": 1, "RELU": 2, "RELU6": 2, "PAD": 2, "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2,
     "STRIDED_SLICE": 2, "SLICE": 2, "TRANSPOSE": 2, "MAXIMUM": 2, "MINIMUM": 2, "HARD_SWISH": 1,
     "PRELU": 1, "BATCH_MATMUL": 2, "TILE": 3, "SQUARED_DIFFERENCE": 2, "GELU": 2, "EXP": 2, "RSQRT": 2,
+    "LOG_SOFTMAX": 2, "LOG": 2, "ABS": 2, "DIV": 1,
 }
 # The runtime release that introduced each (op, version) we write; the file's
 # min_runtime_version is the latest of them.

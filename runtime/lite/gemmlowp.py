@@ -169,3 +169,56 @@ def inv_sqrt_multiplier(value: int) -> tuple[int, int]:
         raw <<= -shift
         shift = 0
     return raw, -shift
+
+
+def _saturate(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, INT32_MIN, INT32_MAX)
+
+
+def _saturating_shift_param(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """SaturatingRoundingMultiplyByPOTParam with a non-negative (per element) exponent."""
+    return _saturate(np.asarray(x, np.int64) << np.asarray(exponent, np.int64))
+
+
+# Constants of TFLite's log_x_for_x_greater_than_or_equal_to_1_impl, in Q0.31.
+_LOG_2 = 1488522236
+_SQRT_SQRT_HALF = 1805811301
+_SQRT_HALF = 1518500250
+_ONE_QUARTER = 1 << 29
+_ALPHA_N = 117049297
+_ALPHA_D = 127690142
+_ALPHA_I = 1057819769
+_ALPHA_F = 638450708
+
+
+def log_x_ge_1(x: np.ndarray, input_bits: int, output_bits: int) -> np.ndarray:
+    """TFLite's log_x_for_x_greater_than_or_equal_to_1<output_bits>(FixedPoint<int32, input_bits> x): the
+    exponent of 2 from the leading zeros, the mantissa's log from a rational approximation."""
+    accum_bits = output_bits + 1
+    z_a = np.asarray(x, np.int64)
+    shifted_quarter = rescale(np.int64(_ONE_QUARTER), 0, accum_bits)
+    headroom_a = 32 - _bit_length(z_a)
+    r_a_tmp = _saturating_shift_param(z_a, headroom_a - 1)
+    r_a = _saturating_shift_param(mul(r_a_tmp, _SQRT_HALF), 1)
+    pow_a = _saturate(_saturating_shift_param(input_bits - headroom_a, 31 - accum_bits) + shifted_quarter)
+    z_b = mul(z_a, _SQRT_HALF)
+    headroom_b = 32 - _bit_length(z_b) - 1
+    r_b = _saturating_shift_param(z_a, headroom_b)
+    pow_b = _saturate(_saturating_shift_param(input_bits - headroom_b, 31 - accum_bits) - shifted_quarter)
+    r = np.minimum(r_a, r_b)
+    pow_adj = np.maximum(pow_a, pow_b)
+    p = _rounding_half_sum(r, _SQRT_SQRT_HALF)
+    q = r - _SQRT_SQRT_HALF
+    q = q + q
+    common_sq = mul(q, q)
+    num = mul(q, r) + mul(mul(q, common_sq), _ALPHA_N)
+    denom_minus_one = mul(p, _ALPHA_I + q + mul(_ALPHA_D, common_sq)) + mul(_ALPHA_F, q)
+    recip_denom = one_over_one_plus_x_for_x_in_0_1(denom_minus_one)
+    num_scaled = rescale(num, 0, accum_bits)
+    return rescale(mul(pow_adj, _LOG_2) + mul(num_scaled, recip_denom), accum_bits, output_bits)
+
+
+def leading_sign_bits(x: np.ndarray) -> np.ndarray:
+    """TFLite's CountLeadingSignBits of int32 values: redundant sign bits (31 for 0 and -1)."""
+    x = np.asarray(x, np.int64)
+    return 31 - _bit_length(np.where(x >= 0, x, -x - 1))

@@ -63,8 +63,8 @@ def masking(inputs, a):
 
 @op("CombineMasks", attrs={"function": Attr("str", "and", ("and", "or"))}, inputs=(2, None), dtypes=_bool_out)
 def combine_masks(inputs, a):
-    """The elementwise AND (or OR) of several masks of one shape: Keras' merge layers AND their inputs'
-    masks, Concatenate along the last axis ORs them."""
+    """The elementwise AND (or OR) of several masks of one shape (Keras' merge layers OR their inputs'
+    masks)."""
     shape = inputs[0].shape
     for m in inputs[1:]:
         if len(m.shape) != len(shape):

@@ -285,6 +285,11 @@ def _dot_graph(shape_a, shape_b, **kwargs):
      r"cannot convert node 'the_node' \(op Transpose\): op Transpose has no TFLite mapping; the converter maps: "),
     (lambda: _graph("LayerNormalization", axis=[0, -1], center=False, scale=False),
      r"\(op LayerNormalization\): LayerNormalization over the batch axis has no TFLite mapping"),
+    (lambda: _graph("Conv1D", shape=(None, None, 2), filters=2, kernel_size=[1], kernel=np.ones((1, 2, 2), "f4")),
+     r"\(op Conv1D\): cannot reshape to \[None, 1, None, 2\]: only the batch dim may be unknown"),
+    (lambda: _graph("BatchNormalization", shape=(4, 3), axis=0, gamma=np.ones(4, "f4"), beta=np.zeros(4, "f4"),
+                    moving_mean=np.zeros(4, "f4"), moving_variance=np.ones(4, "f4")),
+     r"\(op BatchNormalization\): BatchNormalization over the batch axis has no TFLite mapping"),
     (lambda: _graph("Softmax", axis=[1, 2]),
      r"\(op Softmax\): softmax over axis \[1, 2\] has no TFLite equivalent \(expected one non-batch axis\)"),
     (lambda: _graph("ReLU", threshold=0.5), r"\(op ReLU\): ReLU with max_value=None, threshold=0.5"),
@@ -295,6 +300,15 @@ def test_unconvertible_ops_are_named_with_the_reason(graph, match):
     with pytest.raises(ConversionError, match=match) as info:
         lite.convert(graph(), mode="float32")
     assert info.value.node == "the_node"
+
+
+def test_integer_graphs_are_refused_by_tensor_name():
+    """Graphs with integer tensors (token ids of the sequence ops, ...) are not converted."""
+    b = GraphBuilder()
+    x = b.input("ids", (None, 4), dtype="int32")
+    g = b.build(b.op("Reshape", x, target_shape=[2, 2], name="the_node"))
+    with pytest.raises(ConversionError, match=r"tensor 'ids' has dtype int32; only float32 graphs are supported"):
+        lite.convert(g, mode="float32")
 
 
 def test_an_activation_without_mapping_is_named():

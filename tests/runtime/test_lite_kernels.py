@@ -12,7 +12,7 @@ import pytest
 
 from converters.lite.model import QuantParams
 from runtime.lite import fixedpoint as fx
-from tests.converters.lite_helpers import Q, litert, single_op
+from tests.converters.lite_helpers import Q, litert, run_both, single_op
 
 pytest.importorskip("ai_edge_litert")
 pytestmark = pytest.mark.lite
@@ -103,6 +103,14 @@ def _resize(op, align, half):
     return m, [i8(3, 3, 5, 2)]
 
 
+def _div(a_q, b_q, out_q):
+    """Divisors anywhere but at their zero point (a division by zero)."""
+    b = i8(40, 30)
+    b[b == b_q.zero_point[0]] += 1
+    return single_op("DIV", [("int8", (40, 30), a_q, None), ("int8", (40, 30), b_q, None)],
+                     [("int8", (40, 30), out_q)], {"fused_activation_function": "NONE"}, 1), [i8(40, 30), b]
+
+
 def _rsqrt(in_q, out_q):
     """Every int8 input value at or above the zero point (RSQRT refuses negative values)."""
     x = np.arange(-128, 128, dtype=np.int8).reshape(4, 64)
@@ -128,6 +136,8 @@ CASES = {
     **{f"{op.lower()}_{act.lower()}": (lambda op=op, act=act: _binary(op, act))
        for op in ("ADD", "SUB", "MUL") for act in ("NONE", "RELU6")},
     "add_broadcast": lambda: _binary("ADD", "NONE", (1, 1, 6)),
+    "div": lambda: _div(Q(0.02, 13), Q(0.015, -128), Q(0.0056, 3)),
+    "div_signed_divisor": lambda: _div(Q(0.05, -20), Q(0.04, 0), Q(0.2, 5)),
     "squared_difference_broadcast": lambda: (single_op(
         "SQUARED_DIFFERENCE", [("int8", (30, 5, 6), A, None), ("int8", (30, 5, 1), B, None)],
         [("int8", (30, 5, 6), Q(0.2, -128))], {}, 2), [i8(30, 5, 6), i8(30, 5, 1)]),
@@ -151,6 +161,12 @@ CASES = {
     "gelu": lambda: _unary("GELU", Q(0.03, -4), Q(0.015, -110), {"approximate": False}),
     "gelu_approximate": lambda: _unary("GELU", Q(0.05, 10), Q(0.02, -100), {"approximate": True}),
     "exp": lambda: _unary("EXP", Q(0.02, 3), Q(0.05, -128)),
+    "log": lambda: _unary("LOG", Q(0.05, -128), Q(0.03, 20)),
+    "log_of_negative_values": lambda: _unary("LOG", Q(0.1, -100), Q(0.02, -10)),
+    "abs": lambda: _unary("ABS", Q(0.05, -7), Q(0.03, -128)),
+    "abs_same_scale": lambda: _unary("ABS", Q(0.05, -7), Q(0.05, -7)),
+    **{f"log_softmax_{i}": (lambda q=q: _unary("LOG_SOFTMAX", q, Q(16 / 256, 127), shape=(60, 12))) for i, q in
+       enumerate([Q(0.1, 4), Q(0.02, -10), Q(0.5, 0)])},
     **{f"rsqrt_{i}": (lambda q=q: _rsqrt(*q)) for i, q in enumerate([
         (Q(0.01, -128), Q(0.05, -128)), (Q(0.0001, -128), Q(1.5, -128)), (Q(3.0, -128), Q(0.002, -128)),
         (Q(0.02, -128), Q(0.3, -128))])},
@@ -288,3 +304,71 @@ def test_builtin_mean_over_h_and_w_matches_litert_on_many_quantizations(channels
         blob = serialize(model)
         ours = runtime.lite.from_bytes(blob, kernels="builtin").interpreter.run({0: x})[model.outputs[0]]
         np.testing.assert_array_equal(ours, litert(blob, [x], "builtin")[0])
+
+
+def test_builtin_softmax_matches_litert_on_many_quantizations():
+    """LiteRT's optimized int8 SOFTMAX uses a float table of exp, not the reference's fixed point."""
+    import runtime.lite
+    from converters.lite.writer import serialize
+
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        in_q = Q(float(rng.uniform(0.005, 0.3)), int(rng.integers(-40, 40)))
+        depth = int(rng.integers(2, 40))
+        model = single_op("SOFTMAX", [("int8", (16, depth), in_q, None)], [("int8", (16, depth), Q(1 / 256, -128))],
+                          {"beta": 1.0}, 2)
+        x = rng.integers(-128, 128, (16, depth)).astype(np.int8)
+        blob = serialize(model)
+        ours = runtime.lite.from_bytes(blob, kernels="builtin").interpreter.run({0: x})[model.outputs[0]]
+        np.testing.assert_array_equal(ours, litert(blob, [x], "builtin")[0])
+
+
+def test_int8_div_matches_litert_on_many_quantizations():
+    """DIV's fixed-point reciprocal and its shifts past 31 bits (dividends of magnitude 1), in both kernel sets."""
+    rng = np.random.default_rng(12)
+    for _ in range(25):
+        qs = [Q(float(rng.uniform(0.005, 0.3)), int(rng.integers(-60, 60))) for _ in range(3)]
+        model, xs = _div(*qs)
+        ours, ref, builtin = run_both(model, xs)
+        np.testing.assert_array_equal(ours, ref)
+        np.testing.assert_array_equal(ours, builtin)
+
+
+def test_int8_div_by_the_divisor_zero_point_is_refused():
+    import runtime.lite
+    from converters.lite.writer import serialize
+    from runtime.lite.kernels import KernelError
+
+    model, (a, b) = _div(Q(0.05, 0), Q(0.04, 3), Q(0.2, 5))
+    b[0, 0] = 3
+    with pytest.raises(KernelError, match=r"operator 0 \(DIV\): int8 divisor equal to its zero point 3"):
+        runtime.lite.from_bytes(serialize(model)).interpreter.run({0: a, 1: b})
+
+
+def _bad_grouped_conv():
+    w = np.ones((6, 1, 1, 3), np.int8)  # 3 input channels per group do not divide the input's 4
+    return single_op("CONV_2D", [("int8", (1, 2, 2, 4), A, None), ("int8", w.shape, Q(0.01, 0), w)],
+                     [("int8", (1, 2, 2, 6), OUT)], {"padding": "VALID", "stride_w": 1, "stride_h": 1}, 3)
+
+
+@pytest.mark.parametrize("model, match", [
+    (lambda: single_op("LOG_SOFTMAX", [("int8", (2, 5), A, None)], [("int8", (2, 5), Q(1 / 256, -128))], {}, 2),
+     r"operator 0 \(LOG_SOFTMAX\): int8 output must have scale 16/256 and zero point 127; received scale "
+     r"0.00390625 and zero point -128"),
+    (_bad_grouped_conv, r"operator 0 \(CONV_2D\): the input has 4 channels; expected a multiple of the filter's 3 "
+                        r"input channels that also divides its 6 output channels"),
+    (lambda: single_op("GREATER", [("int8", (2, 5), A, None), ("int8", (2, 5), A, None)], [("bool", (2, 5), None)],
+                       {}, 2), r"operator 0 \(GREATER\): only float32 GREATER is supported"),
+    (lambda: single_op("SELECT_V2", [("bool", (2, 5), None, None), ("int8", (2, 5), A, None),
+                                     ("int8", (2, 5), A, None)], [("int8", (2, 5), A)], {}, 2),
+     r"operator 0 \(SELECT_V2\): only float32 SELECT_V2 is supported"),
+    (lambda: single_op("TILE", [("int8", (2, 5), A, None), ("int32", (2,), None, None)], [("int8", (2, 10), A)],
+                       {}, 2), r"operator 0 \(TILE\): TILE multiples computed at run time is not supported"),
+])
+def test_kernels_refuse_what_they_cannot_run_at_load(model, match):
+    import runtime.lite
+    from converters.lite.writer import serialize
+    from runtime.lite.kernels import KernelError
+
+    with pytest.raises(KernelError, match=match):
+        runtime.lite.from_bytes(serialize(model()))

@@ -137,6 +137,16 @@ def transformer_causal() -> keras.Model:
     return randomize(keras.Model([inp, allowed], L.GlobalMaxPooling1D()(x)))
 
 
+def merged_masks() -> keras.Model:
+    """Add ANDs its inputs' masks, Concatenate (last axis) ORs them; keras.ops.not_equal is a mask op too."""
+    first = keras.Input((STEPS,), dtype="int32", name="first")
+    second = keras.Input((STEPS,), dtype="int32", name="second")
+    a, b = L.Embedding(VOCAB, 3, mask_zero=True)(first), L.Embedding(VOCAB, 3, mask_zero=True)(second)
+    both = L.LSTM(2, return_sequences=True)(L.Add()([a, b]))
+    either = L.GRU(2, return_sequences=True)(L.Concatenate()([a, b]))
+    return randomize(keras.Model([first, second], [both, either, keras.ops.not_equal(first, 0)]))
+
+
 def attention(**kwargs):
     def build() -> keras.Model:
         inp = keras.Input((STEPS,), dtype="int32", name="tokens")
@@ -184,6 +194,7 @@ MODELS = {
     "masking": (masking, lambda b: frames(b, (STEPS, 3))),
     "transformer-masked": (transformer_masked, token_inputs),
     "transformer-causal": (transformer_causal, lambda b: {"tokens": tokens(b), "allowed": causal_mask(b)}),
+    "merged-masks": (merged_masks, lambda b: {"first": tokens(b, seed=1), "second": tokens(b, seed=2)}),
     "attention-dot": (attention(), token_inputs),
     "attention-scaled-causal": (attention(use_scale=True, use_causal_mask=True), token_inputs),
     "attention-concat": (attention(score_mode="concat", use_scale=True), token_inputs),
@@ -305,3 +316,36 @@ def test_embedding_id_out_of_range_is_an_input_error(built):
     ids[1, 0] = VOCAB + 3
     with pytest.raises(InputError, match=rf"op Embedding has input_dim={VOCAB}: id {VOCAB + 3} is outside"):
         runtime.from_graph(graph).predict(ids)
+
+
+def _two_masked(merge: L.Layer) -> keras.Model:
+    first = keras.Input((STEPS,), dtype="int32")
+    second = keras.Input((STEPS,), dtype="int32")
+    a, b = L.Embedding(VOCAB, 3, mask_zero=True)(first), L.Embedding(VOCAB, 3, mask_zero=True)(second)
+    return keras.Model([first, second], merge([a, b]))
+
+
+def test_masked_multiply_is_refused():
+    """Keras 3 turns masked entries into ones before multiplying: not reproduced, so refused."""
+    with pytest.raises(UnsupportedError, match=r"Layer 'product' \(Multiply\) merges masked tensors"):
+        import_keras_model(_two_masked(L.Multiply(name="product")))
+
+
+def test_masked_concatenation_over_time_is_refused():
+    with pytest.raises(UnsupportedError, match=r"Layer 'joined' \(Concatenate\) concatenates masked tensors along "
+                                               r"axis 1"):
+        import_keras_model(_two_masked(L.Concatenate(axis=1, name="joined")))
+
+
+def test_masked_softmax_layer_is_refused():
+    model = text_model(L.Softmax(name="probs"))
+    with pytest.raises(UnsupportedError, match=r"Layer 'probs' \(Softmax\) receives a Keras mask"):
+        import_keras_model(model)
+
+
+def test_explicit_mask_argument_is_refused():
+    frames_in = keras.Input((STEPS, 2))
+    keep = keras.Input((STEPS,), dtype="bool")
+    out = L.LSTM(2, name="rnn")(frames_in, mask=keep)
+    with pytest.raises(UnsupportedError, match=r"Layer 'rnn' \(LSTM\) is given mask= explicitly"):
+        import_keras_model(keras.Model([frames_in, keep], out))

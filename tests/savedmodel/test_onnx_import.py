@@ -366,3 +366,27 @@ def test_op_matches_onnxruntime(row, tmp_path):
     if op == "Log":
         x = np.abs(x) + 0.1
     _assert_same(_ours(model, {"x": x}, tmp_path), _onnxruntime(model, {"x": x}))
+
+
+def test_matmul_then_bias_add_becomes_one_dense(tmp_path):
+    """A linear layer as exporters write it (MatMul by a constant, then Add of a vector) is one Dense."""
+    inits = {"w": _rng_weights(4, 3, seed=20), "b": _rng_weights(3, seed=21)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["b", "xw"], ["y"])]
+    model = _model(nodes, [_value("x", ["N", 5, 4])], [_value("y", ["N", 5, 3])], inits)
+    graph, _ = import_onnx_model(model)
+    assert [n.op for n in graph.nodes] == ["Dense"]
+    assert graph.nodes[0].attrs["use_bias"] is True
+    x = np.random.default_rng(5).standard_normal((2, 5, 4)).astype(np.float32)
+    _assert_same(_ours(model, {"x": x}, tmp_path), _onnxruntime(model, {"x": x}))
+
+
+def test_a_product_read_twice_keeps_its_own_add():
+    """The bias is not folded into the Dense when another node also reads the product."""
+    inits = {"w": _rng_weights(4, 3, seed=20), "b": _rng_weights(3, seed=21)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"]),
+             helper.make_node("Relu", ["xw"], ["r"])]
+    model = _model(nodes, [_value("x", ["N", 4])], [_value("y", ["N", 3]), _value("r", ["N", 3])], inits)
+    graph, _ = import_onnx_model(model)
+    dense = next(n for n in graph.nodes if n.op == "Dense")
+    assert dense.attrs["use_bias"] is False
+    assert "Rescaling" in [n.op for n in graph.nodes]

@@ -273,3 +273,17 @@ def test_untraceable_module_reports_the_exporter_failure():
 
     with pytest.raises(SavedModelError, match=r"PyTorch's ONNX exporter failed on Spectrum: \w+"):
         to_graph(Spectrum(), example_inputs=(torch.ones(1, 8),))
+
+
+def test_a_file_from_the_dynamo_exporter_predicts_like_torch(tmp_path):
+    """torch.onnx.export(dynamo=True) writes other shape patterns (Expand of zeros to the batch size)."""
+    module, make_input = _build("lstm")
+    path = tmp_path / "lstm.onnx"
+    torch.onnx.export(module, (make_input(2),), str(path), dynamo=True, input_names=["ids"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=18, verbose=False)
+    model = runtime.load(savedmodel.save(path, tmp_path / "m"))
+    for batch in BATCHES:
+        ids = make_input(batch)
+        with torch.no_grad():
+            expected = module(ids).numpy()
+        np.testing.assert_allclose(model.predict(ids.numpy()), expected, rtol=RTOL, atol=ATOL)

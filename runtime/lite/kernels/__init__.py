@@ -139,4 +139,13 @@ def get_prepare(name: str) -> Prepare:
 
 
 # Importing the kernel modules fills KERNELS.
-from runtime.lite.kernels import activations, conv, elementwise, matmul, pooling, quant, shape  # noqa: E402,F401
+from runtime.lite.kernels import (  # noqa: E402,F401
+    activations,
+    conv,
+    elementary,
+    elementwise,
+    matmul,
+    pooling,
+    quant,
+    shape,
+)

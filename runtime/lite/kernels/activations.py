@@ -1,10 +1,8 @@
-"""Activation ops: SOFTMAX, LOGISTIC, TANH, RELU, RELU6, RELU_N1_TO_1, LEAKY_RELU, HARD_SWISH, GELU, ELU, EXP,
-RSQRT, LOG, ABS, LOG_SOFTMAX.
+"""Activation ops: SOFTMAX, LOGISTIC, TANH, RELU, RELU6, RELU_N1_TO_1, LEAKY_RELU, HARD_SWISH, LOG_SOFTMAX.
 
 The int8 SOFTMAX, LOGISTIC and TANH follow TFLite's reference kernels, built
 on gemmlowp fixed point (``runtime.lite.gemmlowp``); TFLite's optimized
-kernels use float lookup tables instead and can differ by one step. int8 GELU
-and EXP are lookup tables in both kernel sets, built as TFLite's LUTPopulate.
+SOFTMAX uses a float table of exp instead (reproduced for ``kernels="builtin"``).
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ import numpy as np
 from runtime.lite import fixedpoint as fx
 from runtime.lite import gemmlowp as gl
 from runtime.lite.kernels import INT8_MAX, INT8_MIN, OpContext, activation_range_int8, kernel, scale_zp
+from runtime.lite.kernels.elementary import expf
 
 _SOFTMAX_DIFF_BITS = 5
 _SOFTMAX_ACCUM_BITS = 12
@@ -40,6 +39,8 @@ def softmax(ctx: OpContext):
     """exp(beta * x) normalised over the last axis."""
     x = ctx.input(0)
     beta = float(np.float32(ctx.options.get("beta", 1.0)))
+    if x.dtype == "int8" and ctx.kernels == "builtin":
+        return _softmax_int8_optimized(ctx, beta)
     if x.dtype == "int8":
         in_s, _ = scale_zp(ctx.quant(x, "input"))
         real = min(beta * in_s * (1 << (31 - _SOFTMAX_DIFF_BITS)), (1 << 31) - 1.0)
@@ -72,6 +73,25 @@ def softmax(ctx: OpContext):
         return e
 
     return run_float
+
+
+def _softmax_int8_optimized(ctx: OpContext, beta: float):
+    """LiteRT's optimized int8 SOFTMAX (x86): expf(-in_s * beta * (max - x)) from a float table, summed in
+    float32 in row order, times 1 / (sum * out_s), rounded half away from zero."""
+    f32 = np.float32
+    in_s, _ = scale_zp(ctx.quant(ctx.input(0), "input"))
+    out_s, out_zp = scale_zp(ctx.quant(ctx.output(), "output"))
+    table = expf((f32(-f32(in_s) * f32(beta))) * np.arange(256, dtype=f32))  # by max - x
+
+    def run_int8(xv):
+        v = xv.astype(np.int16)
+        e = table[v.max(axis=-1, keepdims=True) - v]
+        total = np.add.accumulate(e, axis=-1, dtype=f32)[..., -1:]  # sequential, as the C loop
+        inv = f32(1) / (total * f32(out_s))
+        q = fx.round_half_away(e * inv) + out_zp
+        return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
+
+    return run_int8
 
 
 def _sigmoid_like(ctx: OpContext, fn, out_bits: int, out_zp: int, float_fn):
@@ -228,143 +248,50 @@ def hard_swish(ctx: OpContext):
     return lambda xv: table[xv.astype(np.int16) - INT8_MIN]
 
 
-def lut_int8(ctx: OpContext, transform) -> np.ndarray:
-    """TFLite's LUTPopulate<int8_t>: ``transform`` (float32 -> float32) of every int8 input value, in float32:
-    dequantize, transform, multiply by 1 / output scale, round half away, add the zero point, clamp."""
-    in_s, in_zp = scale_zp(ctx.quant(ctx.input(0), "input"))
-    out_s, out_zp = scale_zp(ctx.quant(ctx.output(), "output"))
-    f32 = np.float32
-    values = np.arange(INT8_MIN, INT8_MAX + 1)
-    dequantized = f32(in_s) * (values - in_zp).astype(f32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        transformed = np.asarray(transform(dequantized), f32)
-        rescaled = fx.round_half_away(transformed * (f32(1) / f32(out_s)))
-        quantized = np.clip(np.nan_to_num(rescaled + f32(out_zp), nan=0.0), INT8_MIN, INT8_MAX)
-    return np.trunc(quantized).astype(np.int8)
-
-
-def _lookup(table: np.ndarray):
-    return lambda xv: table[xv.astype(np.int16) - INT8_MIN]
-
-
-def _correctly_rounded(fn):
-    """A float32 libm function (expf, erfcf, tanhf) as the float64 function rounded to float32."""
-    return lambda v: np.asarray([fn(float(t)) for t in np.ravel(v)], np.float64).astype(np.float32).reshape(
-        np.shape(v))
-
-
-_expf = _correctly_rounded(lambda t: math.exp(t) if t < 709 else math.inf)
-_erfcf = _correctly_rounded(math.erfc)
-_tanhf = _correctly_rounded(math.tanh)
-_SQRT_2_OVER_PI = np.float32(2 / math.sqrt(math.pi) * math.sqrt(0.5))
-
-
-def _gelu_transform(v: np.ndarray) -> np.ndarray:
-    """TFLite's GeluTransform: 0.5f * x * erfcf(x * -(float)M_SQRT1_2), in float32."""
-    f32 = np.float32
-    return (f32(0.5) * v) * _erfcf(v * f32(-math.sqrt(0.5)))
-
-
-def _gelu_approximate_transform(v: np.ndarray) -> np.ndarray:
-    """TFLite's GeluTransformApproximate, in float32."""
-    f32 = np.float32
-    inner = _SQRT_2_OVER_PI * (v + f32(0.044715) * v * v * v)
-    return (f32(0.5) * v) * (f32(1) + _tanhf(inner))
-
-
-@kernel("ELU")
-def elu(ctx: OpContext):
-    """x for x > 0, exp(x) - 1 below (float32)."""
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("int8 ELU is not supported by this runtime yet")
-    return lambda xv: np.where(xv > 0, xv, np.expm1(np.minimum(xv, 0))).astype(np.float32)
-
-
-@kernel("GELU")
-def gelu(ctx: OpContext):
-    """x * Phi(x), exact or tanh-approximated; int8 through TFLite's lookup table."""
-    approximate = bool(ctx.options.get("approximate", False))
-    if ctx.input(0).dtype == "int8":
-        return _lookup(lut_int8(ctx, _gelu_approximate_transform if approximate else _gelu_transform))
-
-    def run(xv):
-        v = xv.astype(np.float64)
-        if approximate:
-            return (0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))).astype(np.float32)
-        from runtime.kernels.activations import erf
-
-        return (0.5 * v * (1 + erf(v / math.sqrt(2)))).astype(np.float32)
-
-    return run
-
-
-@kernel("EXP")
-def exp(ctx: OpContext):
-    """exp(x); int8 through TFLite's lookup table."""
-    if ctx.input(0).dtype == "int8":
-        return _lookup(lut_int8(ctx, _expf))
-    return np.exp
-
-
-_RSQRT_SHIFT = 20
-
-
-@kernel("RSQRT")
-def rsqrt(ctx: OpContext):
-    """1 / sqrt(x); int8 as TFLite's RsqrtEvalQuantizedInt8 (a fixed-point Newton-Raphson per value, tabulated)."""
-    x = ctx.input(0)
-    if x.dtype != "int8":
-        return lambda xv: (1 / np.sqrt(xv)).astype(np.float32)
-    in_s, in_zp = scale_zp(ctx.quant(x, "input"))
-    out_s, out_zp = scale_zp(ctx.quant(ctx.output(), "output"))
-    # SetRsqrtOutputMultiplier: sqrt and product in float32, the reciprocal in double
-    mult, shift = fx.quantize_multiplier(1.0 / float(np.sqrt(np.float32(in_s)) * np.float32(out_s)))
-    table = np.full(256, INT8_MAX, np.int8)
-    valid = np.ones(256, bool)
-    for k, q in enumerate(range(INT8_MIN, INT8_MAX + 1)):
-        value = q - in_zp
-        if value < 0:
-            valid[k] = False
-        elif value > 0:
-            m, s = gl.inv_sqrt_multiplier(value)
-            data = fx.multiply_by_quantized_multiplier(np.int64(1), m, s + _RSQRT_SHIFT)
-            out = int(fx.multiply_by_quantized_multiplier(data, mult, shift - _RSQRT_SHIFT)) + out_zp
-            table[k] = min(max(out, INT8_MIN), INT8_MAX)
-
-    def run_int8(xv):
-        index = xv.astype(np.int16) - INT8_MIN
-        if not valid[index].all():
-            raise ctx.fail(f"int8 input below the zero point {in_zp} (a negative value): RSQRT is only defined "
-                           "for non-negative inputs")
-        return table[index]
-
-    return run_int8
-
-
-@kernel("LOG")
-def log(ctx: OpContext):
-    """Natural logarithm (float32)."""
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("int8 LOG is not supported by this runtime yet")
-    return lambda xv: np.log(xv).astype(np.float32)
-
-
-@kernel("ABS")
-def abs_(ctx: OpContext):
-    """|x| (float32)."""
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("int8 ABS is not supported by this runtime yet")
-    return np.abs
+_LOG_SOFTMAX_DIFF_BITS = 5
+_LOG_SOFTMAX_OUTPUT_BITS = 4
+_LOG_SOFTMAX_ZERO_POINT = 127  # output scale 16 / 256: [-16, 0] onto [-128, 127]
 
 
 @kernel("LOG_SOFTMAX")
 def log_softmax(ctx: OpContext):
-    """x - log(sum(exp(x))) over the last axis (float32)."""
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("int8 LOG_SOFTMAX is not supported by this runtime yet")
+    """x - log(sum(exp(x))) over the last axis; int8 as TFLite's reference_integer_ops::LogSoftmax
+    (output scale 16/256, zero point 127)."""
+    x = ctx.input(0)
+    if x.dtype == "int8":
+        return _log_softmax_int8(ctx)
 
     def run(xv):
         z = xv - xv.max(axis=-1, keepdims=True)
         return (z - np.log(np.exp(z).sum(axis=-1, keepdims=True))).astype(np.float32)
 
     return run
+
+
+def _log_softmax_int8(ctx: OpContext):
+    in_s, _ = scale_zp(ctx.quant(ctx.input(0), "input"))
+    out_s, out_zp = scale_zp(ctx.quant(ctx.output(), "output"))
+    if out_s != 16.0 / 256 or out_zp != _LOG_SOFTMAX_ZERO_POINT:
+        raise ctx.fail(f"int8 output must have scale 16/256 and zero point 127; received scale {out_s} and zero "
+                       f"point {out_zp}")
+    # PreprocessLogSoftmaxScalingExp: the input multiplier as SOFTMAX's, and its inverse
+    mult, left = _greater_than_one(min(in_s * (1 << (31 - _LOG_SOFTMAX_DIFF_BITS)), (1 << 31) - 1.0))
+    rev_mult, rev_shift = fx.quantize_multiplier((1 << (31 - left)) / mult)
+    diff_min = -_input_radius(_LOG_SOFTMAX_DIFF_BITS, left)
+    diffs = -np.arange(256, dtype=np.int64)  # x - row max, 0 .. -255
+    diff_q5 = fx.multiply_by_quantized_multiplier(diffs, mult, left)
+    terms = np.where(diffs >= diff_min, gl.rescale(gl.exp_on_negative_values(diff_q5, _LOG_SOFTMAX_DIFF_BITS), 0,
+                                                   _SOFTMAX_ACCUM_BITS), 0)
+    out_shift = 31 - _LOG_SOFTMAX_DIFF_BITS - _LOG_SOFTMAX_OUTPUT_BITS
+
+    def run_int8(xv):
+        index = xv.astype(np.int16).max(axis=-1, keepdims=True) - xv.astype(np.int16)  # -(x - max)
+        log_sum = gl.log_x_ge_1(terms[index].sum(axis=-1, keepdims=True), _SOFTMAX_ACCUM_BITS,
+                                _LOG_SOFTMAX_DIFF_BITS)
+        adjusted_min = np.maximum(diff_min - 1, fx.multiply_by_quantized_multiplier(log_sum + fx.INT32_MIN,
+                                                                                    rev_mult, rev_shift))
+        out = fx.rounding_divide_by_pot(diff_q5[index] - log_sum, out_shift) + _LOG_SOFTMAX_ZERO_POINT
+        out = np.clip(out, INT8_MIN, INT8_MAX)
+        return np.where(-index > adjusted_min, out, INT8_MIN).astype(np.int8)
+
+    return run_int8

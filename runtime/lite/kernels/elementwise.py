@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.lite import fixedpoint as fx
+from runtime.lite import gemmlowp as gl
 from runtime.lite.kernels import (
     INT8_MAX,
     INT8_MIN,
@@ -84,13 +85,45 @@ def mul(ctx: OpContext):
     return lambda av, bv: float_activation(np.multiply(av, bv, dtype=np.float32), act)
 
 
+def _divide_by_pot_x86(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT on int32 as compiled for x86, also for exponents past 31 (which
+    DIV reaches for dividends of magnitude 1): the mask wraps to all ones and the shift count to its low
+    5 bits, so such values round to x >> (exponent % 32) plus one."""
+    exponent = np.asarray(exponent, np.int64)
+    wide = exponent > 31
+    regular = fx.rounding_divide_by_pot(x, np.where(wide, 0, exponent))
+    x = np.asarray(x, np.int64)
+    wrapped = (x >> (exponent & 31)) + (x > np.where(x < 0, 0, -1))
+    return np.where(wide, wrapped, regular)
+
+
 @kernel("DIV")
 def div(ctx: OpContext):
-    """a / b, broadcast (float32)."""
+    """a / b, broadcast; int8 as TFLite's DivElementwise: a fixed-point reciprocal of the divisor, the
+    dividend shifted to its headroom, one requantization."""
+    a, b, y = ctx.input(0), ctx.input(1), ctx.output()
     act = ctx.options.get("fused_activation_function", "NONE")
-    if ctx.input(0).dtype != "float32":
-        raise ctx.fail("only float32 DIV is supported")
-    return lambda av, bv: float_activation(np.divide(av, bv, dtype=np.float32), act)
+    if a.dtype != "int8":
+        return lambda av, bv: float_activation(np.divide(av, bv, dtype=np.float32), act)
+    (s1, z1), (s2, z2) = scale_zp(ctx.quant(a, "input 1")), scale_zp(ctx.quant(b, "input 2"))
+    out_s, out_zp = scale_zp(ctx.quant(y, "output"))
+    f32 = np.float32
+    mult, shift = fx.quantize_multiplier(float(f32(s1) / (f32(s2) * f32(out_s))))  # float32, as DivPrepare
+    lo, hi = activation_range_int8(act, ctx.quant(y, "output"))
+
+    def run_int8(av, bv):
+        num, den = np.broadcast_arrays(av.astype(np.int64) - z1, bv.astype(np.int64) - z2)
+        if np.any(den == 0):
+            raise ctx.fail(f"int8 divisor equal to its zero point {z2} (a division by zero)")
+        num, den = np.where(den < 0, -num, num), np.abs(den)
+        inv, recip_shift = gl.reciprocal(den, 31)
+        headroom = gl.leading_sign_bits(num)
+        quotient = fx.saturating_rounding_doubling_high_mul(num << headroom, inv)
+        total_shift = shift - recip_shift - headroom
+        out = _divide_by_pot_x86(fx.saturating_rounding_doubling_high_mul(quotient, mult), -total_shift)
+        return np.clip(out + out_zp, lo, hi).astype(np.int8)
+
+    return run_int8
 
 
 _SQUARED_DIFFERENCE_SHIFT = 7

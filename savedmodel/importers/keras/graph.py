@@ -273,11 +273,11 @@ class _Converter:
         converter = _table(record)[record.class_name]
         try:
             _check_dtype_policy(record, name)
+            self._refuse_explicit_masks(app, name)
             weights = assign_roles(record, converter.roles(record.config), name)
             call = LayerCall(name, record.class_name, record.config, weights, [self.specs[t] for t in tensors],
                              map_leaves(app.call.args, spec_of), map_leaves(app.kwargs_without_masks(), spec_of),
-                             self.version,
-                             self._masks_of(app))
+                             self.version, self._masks_of(app))
             emits = converter.convert(call)
             if not emits:  # no effect at inference: consumers read the input
                 if len(tensors) != 1:
@@ -294,6 +294,19 @@ class _Converter:
         for i, (tensor, mask) in enumerate(zip(outputs, out_masks, strict=True)):
             self.tensors[_Key(*app.key, i)] = tensor
             self.masks[_Key(*app.key, i)] = mask
+
+    def _refuse_explicit_masks(self, app: _App, name: str) -> None:
+        """Refuse a mask passed by hand (``lstm(x, mask=m)``) when it is visibly a model tensor: masks are
+        tracked from Embedding and Masking only, so it would be ignored. The masks Keras fills in itself come
+        from operations no output depends on, which are never converted."""
+        for kwarg in MASK_KWARGS & set(app.call.kwargs):
+            for key in flatten(app.call.kwargs[kwarg]):
+                if isinstance(key, _Key) and self.tensors.get(self.flat.resolve(key)) is not None:
+                    raise UnsupportedError(
+                        f"Layer {name!r} ({app.record.class_name}) is given {kwarg}= explicitly; the importer "
+                        "derives masks from Embedding(mask_zero=True) and Masking only. Mask the input with one "
+                        "of them instead.", what=name, kind=app.record.class_name,
+                        supported=["masks from Embedding(mask_zero=True) or Masking"])
 
     def _masks_of(self, app: _App) -> dict[str, TensorSpec]:
         """Tensor name -> spec of its mask, for the call's tensor arguments that carry a Keras mask."""
@@ -358,18 +371,19 @@ class _Converter:
     def _default_mask(self, call: LayerCall, masks: list[str | None], is_op: bool) -> str | None:
         """The output mask of a layer without its own mask logic (``masks.default_rule``)."""
         rule = default_rule(call.class_name, is_op)
-        present = list(dict.fromkeys(m for m in masks if m is not None))
         if rule == "pass":
             return masks[0] if masks else None
-        if rule == "and" and present:
-            return self._combine(call.name, present, "and")
-        if call.class_name == "Concatenate" and present and not is_op:
+        if rule == "refuse" and any(m is not None for m in masks):
+            raise call.unsupported("merges masked tensors: Keras replaces their masked entries before merging, "
+                                   "which the importer does not reproduce", ["unmasked inputs"])
+        if rule != "or" or not masks or any(m is None for m in masks):
+            return None
+        if call.class_name == "Concatenate":
             axis = int(call.config.get("axis", -1))
             if axis not in (-1, len(call.x.shape) - 1):
                 raise call.unsupported(f"concatenates masked tensors along axis {axis}; only the mask of a "
                                        "concatenation along the last axis is implemented", ["axis=-1"])
-            return None if len(present) < len(masks) else self._combine(call.name, present, "or")
-        return None
+        return self._combine(call.name, list(dict.fromkeys(m for m in masks if m is not None)), "or")
 
     def _combine(self, name: str, masks: list[str], function: str) -> str:
         if len(masks) == 1:

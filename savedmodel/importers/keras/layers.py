@@ -110,6 +110,9 @@ def elu(call: LayerCall) -> list[Emit]:
 
 @layer("Softmax")
 def softmax(call: LayerCall) -> list[Emit]:
+    if call.mask(0) is not None:
+        raise call.unsupported("receives a Keras mask, which it would add to its input as -1e9 at masked "
+                               "positions; the Softmax op has no mask input", ["an unmasked input"])
     axis = call.config.get("axis", -1)
     return [Emit("Softmax", {"axis": [int(a) for a in axis] if isinstance(axis, list) else int(axis)})]
 

@@ -202,7 +202,13 @@ def _inner(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return inner
 
 
-@layer("TimeDistributed", roles=lambda c: LAYERS[_inner(c)[0]].roles(_inner(c)[1]) if _inner(c)[0] in LAYERS else [])
+def _time_distributed_roles(config: dict[str, Any]) -> list[str]:
+    """The wrapped layer's roles: TimeDistributed holds only that layer's variables."""
+    class_name, inner = _inner(config)
+    return LAYERS[class_name].roles(inner) if class_name in LAYERS else []
+
+
+@layer("TimeDistributed", roles=_time_distributed_roles)
 def time_distributed(call: LayerCall) -> list[Any]:
     class_name, config = _inner(call.config)
     if class_name not in LAYERS or class_name in ("TimeDistributed", "Bidirectional", *RNNS):
@@ -235,6 +241,7 @@ def _mha_roles(config: dict[str, Any]) -> list[str]:
 
 
 def _argument(call: LayerCall, index: int, key: str) -> Any:
+    """Argument ``key`` of the call, passed as positional ``index`` or by keyword."""
     if len(call.args) > index:
         return call.args[index]
     return call.kwargs.get(key)
@@ -247,7 +254,7 @@ def multi_head_attention(call: LayerCall) -> list[Any]:
         raise call.unsupported("uses a gate (use_gate=True)", ["use_gate=False"])
     if c.get("sliding_window") is not None:
         raise call.unsupported("uses a sliding window", ["sliding_window=None"])
-    if call.kwargs.get("return_attention_scores") or _argument(call, 7, "return_attention_scores") is True:
+    if _argument(call, 7, "return_attention_scores"):
         raise call.unsupported("returns its attention scores", ["return_attention_scores=False"])
     query, value, key = (_argument(call, i, k) for i, k in enumerate(("query", "value", "key")))
     if not isinstance(query, TensorSpec) or not isinstance(value, TensorSpec):
@@ -267,7 +274,7 @@ def multi_head_attention(call: LayerCall) -> list[Any]:
              "output_dim": int(output_dim or query.shape[-1]), "use_bias": bool(c.get("use_bias", True)),
              "use_causal_mask": bool(call.kwargs.get("use_causal_mask", False))}
     inputs: list[Source] = [query, value, key if isinstance(key, TensorSpec) else value]
-    extras = [("attention", call.kwargs.get("attention_mask")), ("query", call.mask_of(query)),
+    extras = [("attention", _argument(call, 6, "attention_mask")), ("query", call.mask_of(query)),
               ("value", call.mask_of(value)), ("key", call.mask_of(key) if isinstance(key, TensorSpec) else None)]
     for which, tensor in extras:
         if tensor is not None and not isinstance(tensor, TensorSpec):

@@ -20,14 +20,19 @@ from savedmodel.ops import OPS, infer_node
 class Emitter:
     """Collects IR nodes, weights and tensor specs, and the value of every ONNX tensor name."""
 
-    def __init__(self, inputs: list[TensorSpec]) -> None:
+    def __init__(self, inputs: list[TensorSpec], readers: dict[str, int] | None = None) -> None:
         self.inputs = inputs
+        self.readers = readers or {}  # ONNX tensor name -> how many nodes and graph outputs read it
         self.nodes: list[Node] = []
         self.weights: dict[str, np.ndarray] = {}
         self.specs: dict[str, TensorSpec] = {s.name: s for s in inputs}
         self.values: dict[str, Value] = {s.name: Dyn(s.name, identity(len(s.shape))) for s in inputs}
         self._names: set[str] = set(self.specs)
         self._layouts: dict[tuple[str, tuple[int, ...]], str] = {}
+
+    def producer(self, ir: str) -> Node | None:
+        """The IR node writing tensor ``ir`` (None for graph inputs)."""
+        return next((n for n in reversed(self.nodes) if ir in n.outputs), None)
 
     def unique(self, base: str) -> str:
         base = re.sub(r"[^A-Za-z0-9_./:-]", "_", base.strip("/")) or "node"

@@ -142,6 +142,19 @@ def _constant_of_shape(ctx: NodeContext) -> Value:
     return Fill(tuple(_sym_entries(ctx.value(0))), fill)
 
 
+def _expand(ctx: NodeContext) -> Value:
+    """A uniform constant expanded to a batch-dependent shape (dynamo's zeros initial states) is a Fill."""
+    value = ctx.const(0)
+    if value is None or value.size == 0 or not (value == value.reshape(-1)[0]).all():
+        raise ctx.unsupported("expanding a non-uniform value to a batch-dependent shape")
+    entries = _sym_entries(ctx.value(1))
+    rank = max(len(entries), value.ndim)
+    dims = [1] * (rank - value.ndim) + list(value.shape)
+    full = [1] * (rank - len(entries)) + entries
+    shape = tuple(e if isinstance(e, Batch) or d == 1 else max(int(e), d) for d, e in zip(dims, full))
+    return Fill(shape, value.reshape(-1)[0])
+
+
 def _same(ctx: NodeContext) -> Value:
     return ctx.value(0)
 
@@ -187,7 +200,7 @@ def _fill(ctx: NodeContext, opsets: dict[str, int]) -> Value:
 SYMBOLIC: dict[str, Callable[[NodeContext], Value]] = {
     "Gather": _gather, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Concat": _concat, "Slice": _slice,
     "Cast": _same, "Identity": _same, "Mul": _arith(_mul), "Div": _arith(_div), "ConstantOfShape": _constant_of_shape,
-    "Reshape": _reshape,
+    "Reshape": _reshape, "Expand": _expand,
 }
 
 

@@ -9,6 +9,7 @@ collected and reported in one UnsupportedError.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,8 @@ def build_graph(model: ModelProto) -> Graph:
     check_opset(opsets)
     g = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    emitter = Emitter([_input_spec(v) for v in g.input if v.name not in constants])
+    readers = Counter(t for node in g.node for t in node.input if t) + Counter(v.name for v in g.output)
+    emitter = Emitter([_input_spec(v) for v in g.input if v.name not in constants], dict(readers))
     emitter.values.update(constants)
     problems: list[_Problem] = []
     for i, node in enumerate(g.node):
@@ -66,7 +68,7 @@ def build_graph(model: ModelProto) -> Graph:
         problem = _convert(ctx, opsets)
         if problem is not None:
             problems.append(problem)
-        for out in node.output:
+        for out in filter(None, node.output):
             if problem is not None or out not in emitter.values:
                 emitter.values[out] = UNAVAILABLE
     if problems:
@@ -143,6 +145,9 @@ def _report(problems: list[_Problem]) -> UnsupportedError:
 
 
 def _input_spec(v: ValueInfoProto) -> TensorSpec:
+    if not v.type.HasField("tensor_type"):
+        raise UnsupportedError(f"graph input {v.name!r} is a {v.type.WhichOneof('value')}; only tensor inputs are "
+                               "supported", what=v.name, kind=str(v.type.WhichOneof("value")))
     t = v.type.tensor_type
     dtype = as_dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
     shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim)

@@ -60,10 +60,10 @@ def _broadcastable(ctx: NodeContext, fill: Fill) -> np.ndarray:
 
 def _rescaling(ctx: NodeContext, perm: tuple[int, ...]) -> bool:
     """Emit x*scale+offset for a float tensor and a last-axis-only constant; False when it does not apply."""
-    if ctx.op_type not in ("Add", "Sub", "Mul", "Div") or ctx.n_inputs != 2 or ctx.dtype(0) != "float32":
+    if ctx.op_type not in ("Add", "Sub", "Mul", "Div") or ctx.n_inputs != 2:
         return False
     dyn = [i for i in (0, 1) if ctx.is_dynamic(i)]
-    if len(dyn) != 1 or ctx.const(1 - dyn[0]) is None:
+    if len(dyn) != 1 or ctx.const(1 - dyn[0]) is None or ctx.dtype(dyn[0]) != "float32":
         return False
     i = dyn[0]
     c = transposed_constant(ctx.const(1 - i).astype(np.float64), perm)
@@ -75,6 +75,8 @@ def _rescaling(ctx: NodeContext, perm: tuple[int, ...]) -> bool:
         return False
     if ctx.op_type == "Div" and not c.all():
         return False
+    if ctx.op_type == "Add" and _fold_bias(ctx, i, c):
+        return True
     if ctx.op_type == "Add":
         scale, offset = 1.0, values
     elif ctx.op_type == "Mul":
@@ -85,6 +87,22 @@ def _rescaling(ctx: NodeContext, perm: tuple[int, ...]) -> bool:
         scale, offset = _plain(1.0 / c), 0.0
     y = ctx.emit("Rescaling", [ctx.input_as(i, perm)], {"scale": scale, "offset": offset})
     ctx.set_output(0, y, perm)
+    return True
+
+
+def _fold_bias(ctx: NodeContext, i: int, bias: np.ndarray) -> bool:
+    """Add of a per-unit vector right after a bias-less Dense (MatMul then Add, as exporters write a linear
+    layer) becomes that Dense's bias, when nothing else reads the product."""
+    dyn = ctx.dyn(i)
+    node = ctx.emitter.producer(dyn.ir) if dyn is not None else None
+    if node is None or node.op != "Dense" or node.attrs.get("use_bias") or ctx.emitter.readers.get(
+            ctx.node.input[i]) != 1 or bias.size != node.attrs["units"]:
+        return False
+    key = f"{node.name}/bias"
+    ctx.emitter.weights[key] = bias.astype(np.float32)
+    node.weights["bias"] = key
+    node.attrs["use_bias"] = True
+    ctx.set_output_like(0, dyn.ir, dyn)  # type: ignore[union-attr,arg-type]
     return True
 
 
@@ -111,7 +129,9 @@ def _grouped(ctx: NodeContext) -> bool:
     if c is None or c.size != 1 or ctx.op_type not in ("Add", "Sub", "Mul", "Div") or (ctx.op_type == "Div" and i):
         return False
     v = float(c.reshape(()))
-    scale, offset = {"Add": (1.0, v), "Mul": (v, 0.0), "Div": (1.0 / v if v else float("inf"), 0.0),
+    if ctx.op_type == "Div" and v == 0.0:
+        return False
+    scale, offset = {"Add": (1.0, v), "Mul": (v, 0.0), "Div": (1.0 / v, 0.0),
                      "Sub": (1.0, -v) if i == 0 else (-1.0, v)}[ctx.op_type]
     x = dyns[i]
     ctx.set_output_like(0, ctx.emit("Rescaling", [x.ir], {"scale": scale, "offset": offset}), x)  # type: ignore

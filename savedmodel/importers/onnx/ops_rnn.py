@@ -56,11 +56,11 @@ def recurrent(ctx: NodeContext) -> None:
 
 
 def _check_supported(ctx: NodeContext, n_states: int) -> None:
-    acts = ctx.attr("activations")
-    if acts is not None and [a.lower() for a in acts] != [a.lower() for a in
-                                                          DEFAULT_ACTIVATIONS[ctx.op_type] * (len(acts) // len(
-                                                              DEFAULT_ACTIVATIONS[ctx.op_type]))]:
-        raise ctx.unsupported(f"activations {acts}; only the defaults {DEFAULT_ACTIVATIONS[ctx.op_type]} are supported")
+    acts = [a.lower() for a in ctx.attr("activations", [])]
+    defaults = [a.lower() for a in DEFAULT_ACTIVATIONS[ctx.op_type]]
+    if acts and acts not in (defaults, defaults * 2):  # one list per direction
+        raise ctx.unsupported(f"activations {ctx.attr('activations')}; only the defaults "
+                              f"{DEFAULT_ACTIVATIONS[ctx.op_type]} are supported")
     if ctx.attr("clip") is not None or ctx.attr("input_forget", 0):
         raise ctx.unsupported("clip / input_forget are not supported")
     if ctx.op_type == "LSTM" and ctx.has_input(7):
