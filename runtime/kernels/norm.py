@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from runtime.kernels import kernel
@@ -35,25 +37,34 @@ def batch_normalization(x, *, axis, epsilon, center, scale, moving_mean, moving_
 
 @kernel("LayerNormalization")
 def layer_normalization(x, *, axis, epsilon, center, scale, rms_scaling, gamma=None, beta=None):
-    """(x - mean) / sqrt(var + epsilon) * gamma + beta over the axes; rms_scaling: x / sqrt(var + epsilon) * gamma."""
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over the axes; rms_scaling: x / sqrt(var + epsilon) * gamma.
+
+    In float32, as Keras: two passes (the mean, then the mean square of the
+    centred values), with numpy's pairwise sums.
+    """
     axes = tuple(sorted(a % x.ndim for a in axis))
     shape = [x.shape[i] if i in axes else 1 for i in range(x.ndim)]
-    x64 = x.astype(np.float64)
-    mean = x64.mean(axis=axes, keepdims=True)
-    var = np.square(x64 - mean).mean(axis=axes, keepdims=True)
-    inv = 1.0 / np.sqrt(var + epsilon)
+    x = np.asarray(x, _F32)
+    inv_n = _F32(1.0 / math.prod(x.shape[i] for i in axes))
+    centred = x - np.add.reduce(x, axis=axes, keepdims=True) * inv_n
+    square = centred * centred
+    var = np.add.reduce(square, axis=axes, keepdims=True)
+    var *= inv_n
+    var += _F32(epsilon)
+    inv = np.sqrt(var, out=var)
+    np.reciprocal(inv, out=inv)
     if rms_scaling:
         # Keras 3 scales x itself (not x - mean) by the inverse standard deviation and ignores beta.
-        y = x64 * inv
+        y = np.multiply(x, inv, out=square)
         if gamma is not None:
             y *= gamma.reshape(shape)
-        return y.astype(_F32)
-    y = (x64 - mean) * inv
+        return y
+    y = np.multiply(centred, inv, out=centred)
     if gamma is not None:
         y *= gamma.reshape(shape)
     if beta is not None:
         y += beta.reshape(shape)
-    return y.astype(_F32)
+    return y
 
 
 @kernel("Normalization")
