@@ -29,6 +29,5 @@ fi
 # --- end web converter ---
 
 "$PY" -m ruff check .
-# pytest exits 5 when it collected no test: that fails this script too. --dist loadgroup keeps the tests of
-# one xdist_group (the Ray cluster tests) on one worker, so that they share one cluster.
-exec "$PY" -m pytest -n 2 --dist loadgroup -q -p no:cacheprovider "$@"
+# pytest exits 5 when it collected no test: that fails this script too.
+exec "$PY" -m pytest -n 2 -q -p no:cacheprovider "$@"

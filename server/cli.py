@@ -238,7 +238,11 @@ def run_ray(settings: Any, args: argparse.Namespace) -> int:
     if not settings.models and settings.model_config_file is None:
         scheme = "https" if settings.ssl_certfile is not None else "http"
         print(demo_examples(settings.host, settings.port, scheme), flush=True)
-    ray_serve.serve_forever(settings, options, args.ray_address)
+    try:
+        ray_serve.serve_forever(settings, options, args.ray_address)
+    except (ConnectionError, TimeoutError, RuntimeError) as e:  # no cluster there, replicas that never start
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

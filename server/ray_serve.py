@@ -345,14 +345,18 @@ def free_port(host: str) -> int:
 
 def start(settings: ServerSettings, options: RayOptions, address: str | None,
           timeout_s: float = 300.0) -> int:
-    """Connect to Ray (start a local one when ``address`` is None), deploy, return the HTTP port.
+    """Connect to Ray (start a private local one when ``address`` is None), deploy, return the HTTP port.
 
     Raises TimeoutError when the replicas are not running after
     ``timeout_s`` (e.g. they ask for more CPUs than the cluster has).
     """
     port = settings.port or free_port(settings.host)
-    local = {"include_dashboard": False} if address is None else {}  # the dashboard alone is ten processes
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **local)
+    if address is None:
+        # "local": a new Ray of our own even when `ray start` runs here (None would join that one);
+        # without the dashboard, which alone is ten processes.
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     serve.start(http_options=http_options(settings, port))
     deploy(settings, options, timeout_s)
     return port

@@ -2,7 +2,11 @@
 
 The cluster tests run a ``ray.cluster_utils.Cluster`` of two simulated nodes
 on this machine, once for the module, with Ray's HTTP proxy on 127.0.0.1;
-every wait on Ray has a deadline. (The nodes keep Ray's choice of address,
+every wait on Ray has a deadline. Under xdist each worker that runs a
+cluster test starts its own cluster; they do not collide, since every port
+(Ray's GCS and API server, Serve's HTTP proxy) is chosen free. (pytest-xdist
+3.8's ``--dist loadgroup`` does not group tests under pytest 9 here, so the
+tests do not rely on it.) (The nodes keep Ray's choice of address,
 this machine's own: nodes forced onto 127.0.0.1 could not reach their GCS.) The answers are judged against the numpy
 runtime called in-process and against the in-process app (``create_app``).
 """
@@ -40,7 +44,6 @@ serve = pytest.importorskip("ray.serve")
 ray_serve = importlib.import_module("server.ray_serve")
 
 pytestmark = pytest.mark.ray
-CLUSTER = pytest.mark.xdist_group("ray-cluster")  # one cluster per test run, on one xdist worker
 CONFIG = ROOT / "deploy" / "ray" / "serve_config.yaml"
 DEPLOY_TIMEOUT = 90.0
 LOOPBACK = "127.0.0.1"  # where Ray's HTTP proxy listens
@@ -197,6 +200,17 @@ def test_ray_without_the_ray_extra_names_the_extra(monkeypatch: pytest.MonkeyPat
     err = capsys.readouterr().err.strip()
     assert err == ("error: --ray needs the ray extra (module 'ray' is missing); install it with: "
                    "pip install 'savedmodel-toolkit[ray]'")
+
+
+def test_a_deployment_that_fails_is_one_error_line(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    def never_running(*args: Any) -> None:
+        raise TimeoutError("the 'savedmodel' replicas were not running after 300 s (state DEPLOYING; ...)")
+
+    monkeypatch.setattr(ray_serve, "serve_forever", never_running)
+    assert run(_parse("--ray", "--port", "0")) == 1
+    err = capsys.readouterr().err
+    assert err == "error: the 'savedmodel' replicas were not running after 300 s (state DEPLOYING; ...)\n"
 
 
 # -- RayBatcher, the batching seam on @serve.batch ----------------------------------------------------------
@@ -357,7 +371,6 @@ def _metric(text: str, name: str) -> float:
 
 
 @pytest.mark.slow
-@CLUSTER
 def test_serve_ray_batches_in_the_replica_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
@@ -459,7 +472,6 @@ def _predict(client: httpx.Client, x: np.ndarray) -> httpx.Response:
 
 
 @pytest.mark.slow
-@CLUSTER
 def test_both_replicas_answer_like_the_in_process_server(cluster: Deployed) -> None:
     from fastapi.testclient import TestClient
 
@@ -491,6 +503,14 @@ def test_both_replicas_answer_like_the_in_process_server(cluster: Deployed) -> N
                                                                             "datatype": "FP32", "data": [1, 2, 3]}]})
     for theirs, ours in ((ray_missing, local_missing), (ray_bad, local_bad)):
         assert (theirs.status_code, theirs.json()) == (ours.status_code, ours.json())
+
+
+@pytest.mark.slow
+def test_replicas_that_cannot_be_placed_time_out_with_rays_state(cluster: Deployed) -> None:
+    too_big = ray_serve.RayOptions(replicas=1, num_cpus=8)  # the cluster has two CPUs
+    with pytest.raises(TimeoutError, match=r"the 'savedmodel' replicas were not running after 3 s "
+                                           r"\(state \S*DEPLOYING"):
+        ray_serve.deploy(ServerSettings(), too_big, 3)
 
 
 class Traffic:
@@ -527,7 +547,6 @@ class Traffic:
 
 
 @pytest.mark.slow
-@CLUSTER
 def test_autoscaling_goes_up_under_load_and_back_down(cluster: Deployed) -> None:
     autoscale = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1, "upscale_delay_s": 0,
                  "downscale_delay_s": 2, "look_back_period_s": 1, "metrics_interval_s": 0.5}
@@ -550,7 +569,6 @@ def _drain(node_id: str, address: str, deadline_s: int) -> None:
 
 
 @pytest.mark.slow
-@CLUSTER
 def test_removing_a_drained_node_under_traffic_loses_no_request(cluster: Deployed) -> None:
     cluster.deploy(ray_serve.RayOptions(replicas=2, num_cpus=0.5, max_ongoing_requests=2))
     (worker,) = cluster.cluster.worker_nodes
