@@ -30,4 +30,10 @@ fi
 
 "$PY" -m ruff check .
 # pytest exits 5 when it collected no test: that fails this script too.
-exec "$PY" -m pytest -n 2 -q -p no:cacheprovider "$@"
+if [ $# -gt 0 ]; then
+    exec "$PY" -m pytest -n 2 -q -p no:cacheprovider "$@"
+fi
+# The Ray tests start Ray clusters (about 1 GB and both cores each): they run after the rest, in one process,
+# so that two clusters never compete for the two cores.
+"$PY" -m pytest -n 2 -q -p no:cacheprovider -m "not ray"
+exec "$PY" -m pytest -q -p no:cacheprovider -m ray
