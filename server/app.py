@@ -97,9 +97,9 @@ def limit_blas_threads(n: int) -> None:
     two inference threads on two cores, merged batches ran three times
     slower than with one BLAS thread each.
     """
-    from threadpoolctl import threadpool_limits
+    from runtime.blas import limit_threads
 
-    threadpool_limits(limits=n, user_api="blas")
+    limit_threads(n)
     logger.info("BLAS threads per inference: %d", n)
 
 

@@ -10,13 +10,12 @@ saves, and under load many times more).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 from collections.abc import Callable
 
 import numpy as np
 
+from runtime.blas import one_thread
 from runtime.errors import InputError
 from runtime.kernels import kernel
 from runtime.kernels.activations import apply_activation
@@ -108,24 +107,6 @@ def _check_mask(mask: np.ndarray, x: np.ndarray, op: str) -> None:
 
 # -- recurrent layers ------------------------------------------------------------------
 
-
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's view of the BLAS libraries numpy loaded, or None without threadpoolctl."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController().select(user_api="blas")
-
-
-def _one_blas_thread() -> contextlib.AbstractContextManager:
-    """A context running BLAS on one thread (about 30 us to enter), or a no-op without threadpoolctl."""
-    controller = _blas_controller()
-    if controller is None or all(lib["num_threads"] == 1 for lib in controller.info()):
-        return contextlib.nullcontext()
-    return controller.limit(limits=1)
-
 # One step: (input projection of the step, states, preallocated gate buffer) -> new states (h first).
 Step = Callable[[np.ndarray, tuple[np.ndarray, ...], np.ndarray], tuple[np.ndarray, ...]]
 
@@ -152,7 +133,7 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
     buffer = np.empty((batch, gates * units), _F32)
     last = np.zeros((batch, units), _F32)
     order = range(steps - 1, -1, -1) if go_backwards else range(steps)
-    with np.errstate(over="ignore"), _one_blas_thread():  # exp overflow in a sigmoid gives the right limit 0
+    with np.errstate(over="ignore"), one_thread():  # exp overflow in a sigmoid gives the right limit 0
         for i, t in enumerate(order):
             new = step(projection[t], states, buffer)
             if mask is None:
