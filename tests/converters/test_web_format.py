@@ -15,7 +15,7 @@ from converters.web.shards import pack_weights, unpack_weights
 from converters.web.validate import validate_model
 from savedmodel import GraphBuilder
 from savedmodel.errors import FormatError, UnsupportedError
-from tests.converters.web_cases import big_mlp, dense_case, residual_cnn, two_input_graph
+from tests.converters.web_cases import big_mlp, dense_case, residual_cnn, two_input_graph, unmapped_ops
 
 pytestmark = pytest.mark.web
 
@@ -365,3 +365,18 @@ def test_const_without_manifest_entry(tmp_path):
     with pytest.raises(FormatError, match=r"node 'dense/kernel' \(Const\): the Const has no entry in the weights "
                                           r"manifest"):
         read_model(doc, "m.json", lambda name: b"")
+
+
+def test_ops_without_a_tfjs_mapping_are_the_sequence_and_onnx_level_ops():
+    from savedmodel.ops import OPS, numeric, sequence
+
+    later = {name for name, spec in OPS.items() if spec.shape.__module__ in (numeric.__name__, sequence.__name__)}
+    assert unmapped_ops() and set(unmapped_ops()) <= later
+
+
+def test_an_op_without_a_tfjs_mapping_is_named():
+    b = GraphBuilder()
+    ids = b.input("ids", (None, 5), dtype="int32")
+    out = b.op("Embedding", ids, name="embed", input_dim=10, output_dim=3, embeddings=np.zeros((10, 3), np.float32))
+    with pytest.raises(UnsupportedError, match=r"node 'embed': op Embedding has no TF.js graph lowering"):
+        convert_graph(b.build(out))

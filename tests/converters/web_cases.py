@@ -320,6 +320,17 @@ CASES: list[Case] = [
 
 
 def missing_ops() -> list[str]:
-    """Catalogue ops no case covers (the coverage test asserts this is empty)."""
+    """Catalogue ops the web converter maps that no case covers (the coverage test asserts this is empty)."""
+    from converters.web.graph_map import GRAPH_MAPPINGS
+    from converters.web.layers_map import LAYER_MAPPINGS
+
     covered = {n.op for case in CASES for n in case.graph().nodes}
-    return sorted(set(OPS) - covered)
+    return sorted((set(GRAPH_MAPPINGS) | set(LAYER_MAPPINGS)) & set(OPS) - covered)
+
+
+def unmapped_ops() -> list[str]:
+    """Catalogue ops with neither a TF.js layer nor a graph lowering (the sequence and ONNX-level ops)."""
+    from converters.web.graph_map import GRAPH_MAPPINGS
+    from converters.web.layers_map import LAYER_MAPPINGS
+
+    return sorted(set(OPS) - set(GRAPH_MAPPINGS) - set(LAYER_MAPPINGS))

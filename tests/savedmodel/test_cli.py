@@ -112,7 +112,9 @@ def test_run_the_demo_model_matches_the_runtime(tmp_path):
     assert done.returncode == 0, done.stderr
     with np.load(tmp_path / "out.npz") as out:
         scores = out["scores"]
-    np.testing.assert_array_equal(scores, runtime.load(demo.BASE_PATH).predict(images[:16]))
+    # Not bit-equal: this process may run BLAS on another number of threads (a server test limits it to one),
+    # which changes the order of the sums.
+    np.testing.assert_allclose(scores, runtime.load(demo.BASE_PATH).predict(images[:16]), rtol=1e-5, atol=1e-7)
     assert (scores.argmax(1) == labels[:16]).mean() >= 0.9
 
 
