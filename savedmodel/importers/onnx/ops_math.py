@@ -23,7 +23,9 @@ COMPARE = {"Equal": "equal", "Less": "less", "LessOrEqual": "less_equal", "Great
 LOGICAL = {"And": "and", "Or": "or", "Xor": "xor"}
 UNARY = {"Sqrt": "sqrt", "Exp": "exp", "Log": "log", "Erf": "erf", "Abs": "abs", "Neg": "neg",
          "Reciprocal": "reciprocal", "Floor": "floor", "Ceil": "ceil", "Round": "round", "Sin": "sin",
-         "Cos": "cos", "Tan": "tan", "Sign": "sign", "Not": "not", "IsNaN": "isnan", "IsInf": "isinf"}
+         "Cos": "cos", "Tan": "tan", "Sign": "sign", "Not": "not", "IsNaN": "isnan"}
+# IsInf by its (detect_positive, detect_negative) attrs.
+IS_INF = {(1, 1): "isinf", (1, 0): "isposinf", (0, 1): "isneginf"}
 
 
 def _layout(ctx: NodeContext) -> tuple[int, ...]:
@@ -191,3 +193,12 @@ def where(ctx: NodeContext) -> None:
 def unary(ctx: NodeContext) -> None:
     x, like = ctx.input_any(0)
     ctx.set_output_like(0, ctx.emit("Unary", [x], {"function": UNARY[ctx.op_type]}), like)
+
+
+@converter("IsInf")
+def is_inf(ctx: NodeContext) -> None:
+    detect = (int(ctx.attr("detect_positive", 1)), int(ctx.attr("detect_negative", 1)))
+    if detect not in IS_INF:
+        raise ctx.unsupported("detect_positive=0 with detect_negative=0 (an output that is always false)")
+    x, like = ctx.input_any(0)
+    ctx.set_output_like(0, ctx.emit("Unary", [x], {"function": IS_INF[detect]}), like)

@@ -143,8 +143,8 @@ def pad(ctx: NodeContext) -> None:
     value = ctx.const(2)
     fill = float(value) if value is not None and value.size else 0.0
     mode = ctx.attr("mode", "constant")
-    if mode not in ("constant", "reflect", "edge"):
-        raise ctx.unsupported(f"mode={mode!r}; supported modes are constant, reflect and edge")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ctx.unsupported(f"mode={mode!r}; supported modes are constant, reflect, edge and wrap")
     perm = ctx.layout(0) if rank < 3 or ctx.layout(0) != identity(rank) else channels_last(rank)
     x = ctx.input_as(0, perm)
     ir_begin, ir_end = [begin[p] for p in perm], [end[p] for p in perm]
@@ -184,7 +184,8 @@ def resize(ctx: NodeContext) -> None:
             "size": None if sizes is None else [int(s) for s in sizes[2:]],
             "scale": None if scales is None else [float(s) for s in scales[2:]],
             "mode": mode, "coordinate_transformation_mode": coord, "nearest_mode": nearest,
-            "cubic_coeff_a": float(ctx.attr("cubic_coeff_a", -0.75))})
+            "cubic_coeff_a": float(ctx.attr("cubic_coeff_a", -0.75)),
+            "exclude_outside": bool(ctx.attr("exclude_outside", 0)), "antialias": bool(ctx.attr("antialias", 0))})
     ctx.set_output(0, y, perm)
 
 
@@ -276,6 +277,21 @@ def arg_reduce(ctx: NodeContext) -> None:
     y = ctx.emit(ctx.op_type, [ctx.input_as(0, perm)], {
         "axis": ir_axis(axis, perm), "keepdims": keepdims, "select_last_index": bool(ctx.attr("select_last_index", 0))})
     ctx.set_output(0, y, _reduced_layout(perm, [axis], keepdims))
+
+
+@converter("TopK")
+def top_k(ctx: NodeContext) -> None:
+    rank = ctx.rank(0)
+    axis = int(ctx.attr("axis", -1)) % rank
+    perm = ctx.layout(0)
+    if ir_axis(axis, perm) == 0:
+        raise ctx.unsupported("selecting along the batch axis")
+    k = int(np.asarray(ctx.require_const(1, "k")).reshape(-1)[0])
+    values, indices = ctx.emit("TopK", [ctx.input_as(0, perm)], {
+        "k": k, "axis": ir_axis(axis, perm), "largest": bool(ctx.attr("largest", 1)),
+        "sorted": bool(ctx.attr("sorted", 1))})
+    ctx.set_output(0, values, perm)
+    ctx.set_output(1, indices, perm)
 
 
 @converter("CumSum")
