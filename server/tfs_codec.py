@@ -8,7 +8,9 @@ columnar format (``inputs``) answers ``outputs``; classify and regress read
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -81,6 +83,66 @@ def _rows(instances: Any, specs: dict[str, Any]) -> Inputs:
     else:
         columns = {names[0]: instances}
     return {name: json_to_array(column, specs[name].dtype) for name, column in columns.items()}
+
+
+# The fast path for the common predict body {"instances": <nested numbers>[, "signature_name": ...]}: the
+# array's brackets are checked against the shape the signature expects and stripped, so orjson parses one
+# flat list instead of building a Python list per innermost row (for a 28x28x1 image, 784 one-element lists:
+# 420 us against 90 us). Anything else takes the general path, which reports the exact error.
+_INSTANCES = re.compile(rb'"instances"\s*:\s*\[')
+_NUMERIC_RUN = re.compile(rb"[\[\]0-9eE+\-.,\s]*")
+_NOT_BRACKETS = b"0123456789eE+-. \t\r\n"
+_FAST_KEYS = {"instances", "signature_name"}
+
+
+def split_numeric_instances(body: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """(the request object without its ``instances``, the array's text) when ``instances`` is one array of
+    plain numbers and the only other key is ``signature_name``; else None."""
+    if body.count(b'"instances"') != 1 or (match := _INSTANCES.search(body)) is None:
+        return None
+    start = match.end() - 1
+    end = _NUMERIC_RUN.match(body, start).end()
+    while end > start and body[end - 1:end] in (b" ", b"\t", b"\r", b"\n", b","):
+        end -= 1
+    if body[end - 1:end] != b"]":
+        return None
+    try:
+        doc = orjson.loads(body[:start] + b"0" + body[end:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or doc.get("instances") != 0 or not set(doc) <= _FAST_KEYS:
+        return None
+    return doc, body[start:end]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_brackets(dims: tuple[int, ...]) -> bytes:
+    """The brackets and commas of one row of shape ``dims`` with the numbers taken out: (2, 1) -> b'[],[]'."""
+    if not dims:
+        return b""
+    inner = _row_brackets(dims[1:])
+    return b"[" + b",".join([inner] * dims[0]) + b"]"
+
+
+def numeric_rows(text: bytes, fn: runtime.SignatureFunction) -> Inputs | None:
+    """The one input of ``fn`` from the text of an ``instances`` array of numbers, or None when the signature
+    or the array does not fit the fast path (a ragged or misshapen array, another dtype, several inputs)."""
+    if len(fn.inputs) != 1:
+        return None
+    spec = fn.inputs[0]
+    dims = tuple(spec.shape[1:])
+    if spec.dtype not in ("float16", "float32", "float64") or not spec.shape or None in dims:
+        return None
+    row = _row_brackets(dims) if dims else b""
+    brackets = text.translate(None, _NOT_BRACKETS)
+    rows, extra = divmod(len(brackets) - 1, len(row) + 1)
+    if extra or rows < 1 or brackets != b"[" + b",".join([row] * rows) + b"]":
+        return None
+    try:
+        values = orjson.loads(b"[" + text.translate(None, b"[]") + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return {spec.name: json_to_array(values, spec.dtype).reshape(rows, *dims)}
 
 
 def _columns(inputs: Any, specs: dict[str, Any]) -> Inputs:

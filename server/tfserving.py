@@ -29,11 +29,13 @@ from server.tfs_codec import (
     classify_response,
     example_inputs,
     metadata_response,
+    numeric_rows,
     predict_inputs,
     predict_response,
     regress_response,
     request_object,
     signature_name,
+    split_numeric_instances,
     status_response,
 )
 
@@ -103,13 +105,19 @@ def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, 
             raise InvalidArgument(f"Malformed request: POST {request.url.path}")
         request.scope[SCOPE_KEY] = (name, PROTOCOL, method)
         ref = ModelRef(name, parse_version(version), label)
-        doc = request_object(loads(await read_body(request)))
+        body = await read_body(request)
+        fast = split_numeric_instances(body) if method == "predict" else None
+        doc = fast[0] if fast is not None else request_object(loads(body))
         sig = signature_name(doc, DEFAULT_SIGNATURE)
         if method == "predict":
             row_format = []
 
             def decode(fn: Any) -> Any:
-                inputs, rows = predict_inputs(doc, fn)
+                inputs = numeric_rows(fast[1], fn) if fast is not None else None
+                if inputs is not None:
+                    row_format.append(True)
+                    return inputs
+                inputs, rows = predict_inputs(doc if fast is None else request_object(loads(body)), fn)
                 row_format.append(rows)
                 return inputs
 
