@@ -50,9 +50,8 @@ def one_thread() -> contextlib.AbstractContextManager:
     For loops of small products, where waking a BLAS thread pool for each
     product costs more than it saves.
     """
+    warm_single_thread()
     controller = _controller()
     if controller is None or all(lib["num_threads"] == 1 for lib in controller.info()):
-        warm_single_thread()
         return contextlib.nullcontext()
-    warm_single_thread()
     return controller.limit(limits=1)

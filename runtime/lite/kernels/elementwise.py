@@ -25,22 +25,35 @@ from runtime.lite.kernels import (
 _LEFT_SHIFT = 20
 
 
+def _common_scale(ctx: OpContext, left_shift: int):
+    """TFLite's int8 two-input rescaling: (a, b) -> both inputs, minus their zero points, shifted left by
+    ``left_shift`` bits and scaled to the common scale 2 * max(input scales); also that scale, the output
+    scale and the output zero point."""
+    (s1, z1), (s2, z2) = scale_zp(ctx.quant(ctx.input(0), "input 1")), scale_zp(ctx.quant(ctx.input(1), "input 2"))
+    out_s, out_zp = scale_zp(ctx.quant(ctx.output(), "output"))
+    twice_max = 2.0 * max(s1, s2)
+    m1, sh1 = fx.quantize_multiplier(s1 / twice_max)
+    m2, sh2 = fx.quantize_multiplier(s2 / twice_max)
+    small = fx.multiply_by_quantized_multiplier_smaller_than_one
+
+    def rescale(av, bv):
+        return (small((av.astype(np.int64) - z1) << left_shift, m1, sh1),
+                small((bv.astype(np.int64) - z2) << left_shift, m2, sh2))
+
+    return rescale, twice_max, out_s, out_zp
+
+
 def _add_sub(ctx: OpContext, sign: int):
-    a, b, y = ctx.input(0), ctx.input(1), ctx.output()
+    a, y = ctx.input(0), ctx.output()
     act = ctx.options.get("fused_activation_function", "NONE")
     if a.dtype == "int8":
-        (s1, z1), (s2, z2) = scale_zp(ctx.quant(a, "input 1")), scale_zp(ctx.quant(b, "input 2"))
-        out_s, out_zp = scale_zp(ctx.quant(y, "output"))
-        twice_max = 2.0 * max(s1, s2)
-        m1, sh1 = fx.quantize_multiplier(s1 / twice_max)
-        m2, sh2 = fx.quantize_multiplier(s2 / twice_max)
+        rescale, twice_max, out_s, out_zp = _common_scale(ctx, _LEFT_SHIFT)
         mo, sho = fx.quantize_multiplier(twice_max / ((1 << _LEFT_SHIFT) * out_s))
         lo, hi = activation_range_int8(act, ctx.quant(y, "output"))
         small = fx.multiply_by_quantized_multiplier_smaller_than_one
 
         def run_int8(av, bv):
-            x1 = small((av.astype(np.int64) - z1) << _LEFT_SHIFT, m1, sh1)
-            x2 = small((bv.astype(np.int64) - z2) << _LEFT_SHIFT, m2, sh2)
+            x1, x2 = rescale(av, bv)
             raw = x1 + x2 if sign > 0 else x1 - x2
             return np.clip(small(raw, mo, sho) + out_zp, lo, hi).astype(np.int8)
 
@@ -133,19 +146,12 @@ _SQUARED_DIFFERENCE_SHIFT = 7
 def squared_difference(ctx: OpContext):
     """(a - b) ** 2, broadcast; int8 rescales both inputs to a common scale with 7 bits of
     headroom, squares the integer difference and requantises once, as TFLite does."""
-    a, b, y = ctx.input(0), ctx.input(1), ctx.output()
-    if a.dtype == "int8":
-        (s1, z1), (s2, z2) = scale_zp(ctx.quant(a, "input 1")), scale_zp(ctx.quant(b, "input 2"))
-        out_s, out_zp = scale_zp(ctx.quant(y, "output"))
-        twice_max = 2.0 * max(s1, s2)
-        m1, sh1 = fx.quantize_multiplier(s1 / twice_max)
-        m2, sh2 = fx.quantize_multiplier(s2 / twice_max)
+    if ctx.input(0).dtype == "int8":
+        rescale, twice_max, out_s, out_zp = _common_scale(ctx, _SQUARED_DIFFERENCE_SHIFT)
         mo, sho = fx.quantize_multiplier(twice_max * twice_max / ((1 << 2 * _SQUARED_DIFFERENCE_SHIFT) * out_s))
-        small = fx.multiply_by_quantized_multiplier_smaller_than_one
 
         def run_int8(av, bv):
-            x1 = small((av.astype(np.int64) - z1) << _SQUARED_DIFFERENCE_SHIFT, m1, sh1)
-            x2 = small((bv.astype(np.int64) - z2) << _SQUARED_DIFFERENCE_SHIFT, m2, sh2)
+            x1, x2 = rescale(av, bv)
             raw = fx.multiply_by_quantized_multiplier((x1 - x2) ** 2, mo, sho) + out_zp
             return np.clip(raw, INT8_MIN, INT8_MAX).astype(np.int8)
 
