@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 import savedmodel
-from tests.server.helpers import ServerProcess, dense_expected, dense_graph, publish_corrupt, wait_for
+from tests.server.helpers import ClientThreads, ServerProcess, dense_expected, dense_graph, publish_corrupt, wait_for
 
 X = [[1.0, 2.0, 3.0]]
 
 
-class Clients:
+class Clients(ClientThreads):
     """Threads sending predictions (V2 and TF Serving REST alternately) until stopped; every failure is kept."""
 
+    join_timeout = 30.0
+
     def __init__(self, url: str, n: int = 4) -> None:
-        self.url = url
-        self.stop = threading.Event()
+        super().__init__(url, n)
         self.failures: list[str] = []
         self.versions: list[list[int]] = [[] for _ in range(n)]
-        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(n)]
 
-    def _loop(self, i: int) -> None:
+    def _client(self, i: int) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.is_set():
                 try:
@@ -50,16 +49,6 @@ class Clients:
                     self.versions[i].append(version)
                 except httpx.HTTPError as e:
                     self.failures.append(f"{type(e).__name__}: {e}")
-
-    def __enter__(self) -> Clients:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
 
     def count(self) -> int:
         return sum(len(v) for v in self.versions)

@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,7 @@ import runtime
 from savedmodel import demo
 from server.cli import add_arguments, ray_options_from_args, run
 from server.settings import BatchingParameters, ServerSettings
-from tests.server.helpers import ROOT, free_port, wait_for
+from tests.server.helpers import ROOT, ClientThreads, free_port, wait_for
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
@@ -513,17 +512,15 @@ def test_replicas_that_cannot_be_placed_time_out_with_rays_state(cluster: Deploy
         ray_serve.deploy(ServerSettings(), too_big, 3)
 
 
-class Traffic:
+class Traffic(ClientThreads):
     """Clients in threads sending predictions in a closed loop until stopped; records every answer."""
 
     def __init__(self, url: str, clients: int) -> None:
-        self.url = url
-        self.stop = threading.Event()
+        super().__init__(url, clients)
         self.answers: list[tuple[float, int, str]] = []  # (time, status, replica)
         self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
-    def _client(self) -> None:
+    def _client(self, i: int) -> None:
         x = _digits(1)
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.is_set():
@@ -534,16 +531,6 @@ class Traffic:
                     continue
                 self.answers.append((time.monotonic(), response.status_code,
                                      response.headers.get(ray_serve.REPLICA_HEADER, "")))
-
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(60)
 
 
 @pytest.mark.slow
