@@ -3,15 +3,21 @@
 The recurrent kernels loop over time steps only: the input projection of every
 step is one GEMM, then each step is one (batch, units) x (units, gates * units)
 GEMM written into a preallocated buffer, with the gate activations applied in
-place on slices of that buffer. The per-step products are small: they run on
+place on slices of that buffer. When numba is installed, the gate math of a
+step is one compiled call instead (``_recurrent_jit``: the Keras default
+activations, sigmoid and tanh). The per-step products are small: they run on
 one BLAS thread (waking a BLAS thread pool for each of them costs more than it
 saves, and under load many times more).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import os
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -107,15 +113,35 @@ def _check_mask(mask: np.ndarray, x: np.ndarray, op: str) -> None:
 
 # -- recurrent layers ------------------------------------------------------------------
 
+
+@functools.cache
+def compiled() -> ModuleType | None:
+    """The compiled gate updates (``_recurrent_jit``), or None without numba or with RUNTIME_JIT=0 set."""
+    if os.environ.get("RUNTIME_JIT", "1") == "0":
+        return None
+    try:
+        from runtime.kernels import _recurrent_jit
+    except ImportError:  # numba missing, or not built for this numpy
+        return None
+    return _recurrent_jit
+
+
 # One step: (input projection of the step, states, preallocated gate buffer) -> new states (h first).
 Step = Callable[[np.ndarray, tuple[np.ndarray, ...], np.ndarray], tuple[np.ndarray, ...]]
+# Every step, compiled: (projection, step order, states, keep (time, batch), zero_output_for_mask, outputs
+# (time or 0, batch, units), last output (batch, units)) -> None; updates states, outputs and last in place.
+Loop = Callable[..., None]
+# Products of fewer multiply-adds than this run on one BLAS thread.
+_SMALL_PRODUCT = 1 << 22
+# Up to this batch a compiled loop runs whole (its own product); above it BLAS runs each step's product.
+_LOOP_MAX_BATCH = 4
 
 
 def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_state, go_backwards, has_mask,
-               zero_output_for_mask, projection, step: Step):
+               zero_output_for_mask, projection, step: Step, loop: Loop | None = None):
     """Run ``step`` of RNN op ``op`` over the time steps of x (batch, time, features): mask, go_backwards and
     the outputs as Keras' RNN layer does. ``projection`` is x @ kernel (+ input bias), time-major:
-    (time, batch, gates * units)."""
+    (time, batch, gates * units). A compiled ``loop``, when given, runs every step of a small batch instead."""
     batch, steps = x.shape[:2]
     mask = None
     if has_mask:
@@ -130,9 +156,14 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
             raise InputError(f"op {op}: an initial state must be (batch, units) = {[batch, units]}; received shape "
                              f"{list(s.shape)}", expected=str([batch, units]), received=str(list(s.shape)))
     outputs = np.empty((steps, batch, units), _F32) if return_sequences else None
-    buffer = np.empty((batch, gates * units), _F32)
     last = np.zeros((batch, units), _F32)
     order = range(steps - 1, -1, -1) if go_backwards else range(steps)
+    if loop is not None and batch <= _LOOP_MAX_BATCH:
+        keep = np.ones((steps, batch), bool) if mask is None else np.ascontiguousarray(mask[:, :, 0])
+        out = np.empty((0, batch, units), _F32) if outputs is None else outputs
+        loop(projection, np.asarray(order, np.int64), states, keep, zero_output_for_mask, out, last)
+        return _recurrent_result(outputs, last, states, return_state)
+    buffer = np.empty((batch, gates * units), _F32)
     with np.errstate(over="ignore"), one_thread():  # exp overflow in a sigmoid gives the right limit 0
         for i, t in enumerate(order):
             new = step(projection[t], states, buffer)
@@ -145,6 +176,11 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
                 states = new
             if outputs is not None:
                 outputs[i] = last
+    return _recurrent_result(outputs, last, states, return_state)
+
+
+def _recurrent_result(outputs, last, states, return_state):
+    """The RNN's output: the sequence (batch-major) or the last output, then the states with return_state."""
     result = np.ascontiguousarray(outputs.transpose(1, 0, 2)) if outputs is not None else last
     return (result, *states) if return_state else result
 
@@ -152,7 +188,12 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
 def _project(x, kernel, bias):
     """x @ kernel (+ bias) for every step at once, time-major: (batch, time, features) -> (time, batch, columns)."""
     b, t, f = x.shape
-    y = np.matmul(x.transpose(1, 0, 2).reshape(t * b, f), kernel)
+    rows = x.transpose(1, 0, 2).reshape(t * b, f)
+    # A product this small is done before a second BLAS thread would have woken (and on a busy machine, waiting
+    # for it took 100 times longer than the product: measured 4 ms for 32 x 64 by 64 x 256).
+    small = rows.shape[0] * f * kernel.shape[1] < _SMALL_PRODUCT
+    with one_thread() if small else contextlib.nullcontext():
+        y = np.matmul(rows, kernel)
     if bias is not None:
         y += bias
     return y.reshape(t, b, kernel.shape[1])
@@ -177,14 +218,23 @@ def simple_rnn(x, *rest, units, activation, use_bias, return_sequences, return_s
                zero_output_for_mask, kernel, recurrent_kernel, bias=None):
     """h = activation(x_t @ kernel + bias + h @ recurrent_kernel) over the steps."""
 
+    jit = compiled() if activation == "tanh" else None
+
     def step(xp, states, buf):
         h = np.matmul(states[0], recurrent_kernel)
+        if jit is not None:
+            jit.add_tanh(h, xp)
+            return (h,)
         h += xp
         return (_activate(h, activation),)
 
+    def loop(projection, order, states, *rest):
+        jit.simple_rnn_loop(projection, order, recurrent_kernel, *states, *rest)
+
     return _recurrent("SimpleRNN", x, rest, n_states=1, gates=1, units=units, return_sequences=return_sequences,
                       return_state=return_state, go_backwards=go_backwards, has_mask=has_mask,
-                      zero_output_for_mask=zero_output_for_mask, projection=_project(x, kernel, bias), step=step)
+                      zero_output_for_mask=zero_output_for_mask, projection=_project(x, kernel, bias), step=step,
+                      loop=None if jit is None else loop)
 
 
 def _lstm_gate_order(w: np.ndarray, u: int) -> np.ndarray:
@@ -198,12 +248,20 @@ def lstm(x, *rest, units, activation, recurrent_activation, use_bias, return_seq
          has_mask, zero_output_for_mask, kernel, recurrent_kernel, bias=None):
     """Keras' LSTM (gates i, f, c, o): c = f * c + i * act(z_c), h = o * act(c)."""
     u = units
-    recurrent = _lstm_gate_order(recurrent_kernel, u)
-    projection = _project(x, _lstm_gate_order(kernel, u), None if bias is None else _lstm_gate_order(bias, u))
+    jit = compiled() if (activation, recurrent_activation) == ("tanh", "sigmoid") else None
+    if jit is None:  # the numpy step wants the three sigmoid gates side by side
+        recurrent = _lstm_gate_order(recurrent_kernel, u)
+        projection = _project(x, _lstm_gate_order(kernel, u), None if bias is None else _lstm_gate_order(bias, u))
+    else:
+        recurrent, projection = recurrent_kernel, _project(x, kernel, bias)
 
     def step(xp, states, buf):
         h, c = states
         np.matmul(h, recurrent, out=buf)
+        if jit is not None:
+            new = np.empty_like(h), np.empty_like(c)
+            jit.lstm_cell(buf, xp, c, *new)
+            return new
         buf += xp
         _activate(buf[:, :3 * u], recurrent_activation)
         candidate = _activate(buf[:, 3 * u:], activation)
@@ -213,9 +271,13 @@ def lstm(x, *rest, units, activation, recurrent_activation, use_bias, return_seq
         h *= buf[:, 2 * u:3 * u]
         return h, c
 
+    def loop(projection, order, states, *rest):
+        jit.lstm_loop(projection, order, recurrent, *states, *rest)
+
     return _recurrent("LSTM", x, rest, n_states=2, gates=4, units=u, return_sequences=return_sequences,
                       return_state=return_state, go_backwards=go_backwards, has_mask=has_mask,
-                      zero_output_for_mask=zero_output_for_mask, projection=projection, step=step)
+                      zero_output_for_mask=zero_output_for_mask, projection=projection, step=step,
+                      loop=None if jit is None else loop)
 
 
 @kernel("GRU")
@@ -227,8 +289,27 @@ def gru(x, *rest, units, activation, recurrent_activation, use_bias, return_sequ
     input_bias = recurrent_bias = None
     if bias is not None:
         input_bias, recurrent_bias = (bias[0], bias[1]) if reset_after else (bias, None)
-    zr_kernel = np.ascontiguousarray(recurrent_kernel[:, :2 * u])
-    h_kernel = np.ascontiguousarray(recurrent_kernel[:, 2 * u:])
+    zr_kernel = h_kernel = recurrent_kernel  # (unused with reset_after)
+    if not reset_after:
+        zr_kernel = np.ascontiguousarray(recurrent_kernel[:, :2 * u])
+        h_kernel = np.ascontiguousarray(recurrent_kernel[:, 2 * u:])
+
+    jit = compiled() if (activation, recurrent_activation) == ("tanh", "sigmoid") else None
+    reset_bias = np.zeros(3 * u, _F32) if recurrent_bias is None else recurrent_bias
+
+    def compiled_step(xp, states, buf):
+        (h,) = states
+        new = np.empty_like(h)
+        if reset_after:
+            jit.gru_reset_after(np.matmul(h, recurrent_kernel, out=buf), xp, reset_bias, h, new)
+        else:
+            zr, rh = np.matmul(h, zr_kernel, out=buf[:, :2 * u]), np.empty_like(h)
+            jit.gru_reset_before(zr, xp, h, rh)
+            jit.gru_candidate(zr, np.matmul(rh, h_kernel, out=buf[:, 2 * u:]), xp, h, new)
+        return (new,)
+
+    def loop(projection, order, states, *rest):
+        jit.gru_loop(projection, order, recurrent_kernel, zr_kernel, h_kernel, reset_after, reset_bias, *states, *rest)
 
     def step(xp, states, buf):
         (h,) = states
@@ -253,7 +334,8 @@ def gru(x, *rest, units, activation, recurrent_activation, use_bias, return_sequ
 
     return _recurrent("GRU", x, rest, n_states=1, gates=3, units=u, return_sequences=return_sequences,
                       return_state=return_state, go_backwards=go_backwards, has_mask=has_mask,
-                      zero_output_for_mask=zero_output_for_mask, projection=_project(x, kernel, input_bias), step=step)
+                      zero_output_for_mask=zero_output_for_mask, projection=_project(x, kernel, input_bias),
+                      step=step if jit is None else compiled_step, loop=None if jit is None else loop)
 
 
 # -- attention -------------------------------------------------------------------------
