@@ -4,7 +4,7 @@ The recurrent kernels loop over time steps only: the input projection of every
 step is one GEMM, then each step is one (batch, units) x (units, gates * units)
 GEMM written into a preallocated buffer, with the gate activations applied in
 place on slices of that buffer. When numba is installed, the gate math of a
-step is one compiled call instead (``_recurrent_jit``: the Keras default
+step is one compiled call instead (``_compiled``: the Keras default
 activations, sigmoid and tanh). The per-step products are small: they run on
 one BLAS thread (waking a BLAS thread pool for each of them costs more than it
 saves, and under load many times more).
@@ -116,14 +116,14 @@ def _check_mask(mask: np.ndarray, x: np.ndarray, op: str) -> None:
 
 @functools.cache
 def compiled() -> ModuleType | None:
-    """The compiled gate updates (``_recurrent_jit``), or None without numba or with RUNTIME_JIT=0 set."""
+    """The compiled gate updates (``_compiled``), or None without numba or with RUNTIME_JIT=0 set."""
     if os.environ.get("RUNTIME_JIT", "1") == "0":
         return None
     try:
-        from runtime.kernels import _recurrent_jit
+        from runtime.kernels import _compiled
     except ImportError:  # numba missing, or not built for this numpy
         return None
-    return _recurrent_jit
+    return _compiled
 
 
 # One step: (input projection of the step, states, preallocated gate buffer) -> new states (h first).
@@ -342,6 +342,11 @@ def gru(x, *rest, units, activation, recurrent_activation, use_bias, return_sequ
 
 
 def _softmax_last(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis: in place when compiled (``scores`` is then a temporary the caller owns)."""
+    jit = compiled()
+    if jit is not None and scores.dtype == _F32 and scores.flags.c_contiguous and scores.size:
+        jit.softmax_rows(scores.reshape(-1, scores.shape[-1]))
+        return scores
     scores = scores - scores.max(axis=-1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)

@@ -1,4 +1,4 @@
-"""The compiled recurrent steps (runtime.kernels._recurrent_jit, numba) against the numpy steps.
+"""The compiled kernels (runtime.kernels._compiled, numba) against the numpy ones.
 
 Both paths are run on the same graphs over the options of the recurrent ops
 (masks, go_backwards, return_sequences and return_state, initial states,
@@ -22,7 +22,7 @@ import runtime
 from runtime.kernels import sequence
 from savedmodel.builder import GraphBuilder
 
-jit = pytest.importorskip("runtime.kernels._recurrent_jit", reason="numba is not installed")
+jit = pytest.importorskip("runtime.kernels._compiled", reason="numba is not installed")
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, FEATURES, UNITS = 6, 5, 7
@@ -125,6 +125,30 @@ def test_compiled_sigmoid_and_tanh_are_within_3e_7():
     small = np.abs(x) < 0.25  # the series: relative accuracy near 0 too
     np.testing.assert_allclose(tanh[small], np.tanh(exact[small]), rtol=1e-6, atol=0)
     np.testing.assert_array_equal(jit.tanh(np.float32([-50, 50])), [-1, 1])
+
+
+def test_compiled_softmax_matches_numpy():
+    scores = normal(7, 33, seed=11, scale=20.0)
+    scores[1] = -1e9  # a fully masked row: uniform, as numpy's
+    scores[2, :5] = 80.0  # large values: shifted by the row's max before exp
+    scores[3, 0] = -1e9
+    e = np.exp(scores.astype(np.float64) - scores.max(axis=-1, keepdims=True))
+    want = e / e.sum(axis=-1, keepdims=True)
+    got = scores.copy()
+    jit.softmax_rows(got)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=-1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_softmax_paths_agree(monkeypatch, causal):
+    """MultiHeadAttention over a batch, compiled softmax vs numpy's (masks go through both)."""
+    q = normal(3, 5, 8, seed=12)
+    w = {f"{p}_kernel": normal(8, 2, 4, seed=13 + i) for i, p in enumerate(("query", "key", "value"))}
+    w["output_kernel"] = normal(2, 4, 8, seed=17)
+    compiled, plain = both_paths(monkeypatch, "MultiHeadAttention", {"q": q, "v": q, "k": q}, num_heads=2,
+                                 key_dim=4, value_dim=4, output_dim=8, use_bias=False, use_causal_mask=causal, **w)
+    same(compiled, plain)
 
 
 def _run_lstm_in_subprocess(env: dict[str, str], prelude: str = "") -> str:
