@@ -16,6 +16,7 @@ import contextlib
 import functools
 import math
 import os
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -122,6 +123,10 @@ def compiled() -> ModuleType | None:
     try:
         from runtime.kernels import _compiled
     except ImportError:  # numba missing, or not built for this numpy
+        return None
+    except RuntimeError as exc:  # numba found no writable place for its cache
+        warnings.warn(f"runtime: the compiled kernels are off ({exc}); the numpy kernels run instead",
+                      RuntimeWarning, stacklevel=2)
         return None
     return _compiled
 

@@ -151,7 +151,7 @@ def test_attention_softmax_paths_agree(monkeypatch, causal):
     same(compiled, plain)
 
 
-def _run_lstm_in_subprocess(env: dict[str, str], prelude: str = "") -> str:
+def _run_lstm_in_subprocess(env: dict[str, str], prelude: str = "", stderr: list[str] | None = None) -> str:
     """Run a small LSTM graph in a fresh interpreter: whether the compiled steps are off, and the output shape."""
     code = prelude + (
         "import numpy as np, runtime\n"
@@ -165,6 +165,8 @@ def _run_lstm_in_subprocess(env: dict[str, str], prelude: str = "") -> str:
         "print(sequence.compiled() is None, y.shape)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                           text=True, check=True)
+    if stderr is not None:
+        stderr.append(done.stderr)
     return done.stdout.strip()
 
 
@@ -175,3 +177,14 @@ def test_runtime_jit_0_turns_the_compiled_steps_off():
 def test_without_numba_the_numpy_steps_run():
     blocked = "import sys\nsys.modules['numba'] = None  # importing numba now fails\n"
     assert _run_lstm_in_subprocess({}, blocked) == "True (2, 7)"
+
+
+def test_numba_without_a_cache_location_falls_back_with_a_warning():
+    """numba raises RuntimeError at import when it has nowhere to write its cache: warn, run numpy."""
+    broken = ("import numba\n"
+              "def njit(*args, **kwargs):\n"
+              "    raise RuntimeError('cannot cache function: no locator available')\n"
+              "numba.njit = njit\n")
+    stderr: list[str] = []
+    assert _run_lstm_in_subprocess({}, broken, stderr) == "True (2, 7)"
+    assert "RuntimeWarning: runtime: the compiled kernels are off (cannot cache function" in stderr[0]
