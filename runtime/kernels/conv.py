@@ -8,8 +8,9 @@ ones carries the bias through the GEMM. ``conv2d_maxpool`` (substituted by
 the planner for a Conv2D feeding a non-overlapping 'valid' MaxPooling2D)
 groups the im2col rows by pool position, so the pooling is a max of whole
 blocks. Depthwise convolutions multiply-accumulate over the kernel taps, or,
-on small feature maps, are one matrix product per channel. Big temporaries
-live in per-thread scratch buffers. No loop over batch items or pixels.
+on small feature maps, are one matrix product per channel (bias in the
+matrix). Big temporaries live in per-thread scratch buffers. No loop over
+batch items or pixels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from runtime.kernels import kernel
 from runtime.kernels._windows import Phases, geometry, out_and_pad, windows
-from runtime.kernels.activations import apply_activation
+from runtime.kernels.activations import ZEROS_LIMIT, apply_activation, shared_zeros
 
 _F32 = np.float32
 
@@ -235,11 +236,13 @@ _SMALL_MAP = 4096
 
 
 @functools.lru_cache(maxsize=64)
-def _depthwise_matrix(w_bytes, w_shape, in_hw, out_hw, strides, dilation, pad) -> np.ndarray:
-    """(C, H*W, Ho*Wo): per channel, the linear map of a depthwise convolution with w (kh, kw, C)."""
+def _depthwise_matrix(w_bytes, w_shape, bias_bytes, in_hw, out_hw, strides, dilation, pad) -> np.ndarray:
+    """(C, H*W [+ 1], Ho*Wo): per channel, the linear map of a depthwise convolution with w (kh, kw, C); with a
+    bias, one more row holds it (the input then carries a column of ones)."""
     kh, kw, c = w_shape
     w = np.frombuffer(w_bytes, _F32).reshape(w_shape)
-    m = np.zeros((c, in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]), _F32)
+    k = in_hw[0] * in_hw[1]
+    m = np.zeros((c, k + (bias_bytes is not None), out_hw[0] * out_hw[1]), _F32)
     rows, cols = np.arange(out_hw[0]), np.arange(out_hw[1])
     for i in range(kh):
         r = rows * strides[0] + i * dilation[0] - pad[0]
@@ -248,28 +251,35 @@ def _depthwise_matrix(w_bytes, w_shape, in_hw, out_hw, strides, dilation, pad) -
             inside = ((r >= 0) & (r < in_hw[0]))[:, None] & ((q >= 0) & (q < in_hw[1]))[None, :]
             ro, qo = np.nonzero(inside)
             m[:, r[ro] * in_hw[1] + q[qo], ro * out_hw[1] + qo] += w[i, j][:, None]
+    if bias_bytes is not None:
+        m[:, k] = np.frombuffer(bias_bytes, _F32)[:, None]
     m.flags.writeable = False
     return m
 
 
 def _depthwise_small(x, w, strides, dilation, pad, out_hw, bias, activation) -> np.ndarray:
-    """_depthwise on a small feature map: one batched matrix product over the channels, (N, H*W) @
-    (H*W, Ho*Wo) each; the matrices are built once per kernel and geometry. Bias and an elementwise
-    activation are applied channel-major, before the transpose back."""
+    """_depthwise on a small feature map: one batched matrix product over the channels, (N, H*W [+ 1]) @
+    (H*W [+ 1], Ho*Wo) each, the bias carried by a column of ones; the matrices are built once per kernel
+    and geometry. An elementwise activation is applied channel-major, a relu while transposing back."""
     n, h, wd, c = x.shape
     w = np.ascontiguousarray(w, _F32)
-    m = _depthwise_matrix(w.tobytes(), w.shape, (h, wd), tuple(out_hw), tuple(strides), tuple(dilation),
-                          tuple(pad))
-    xt = _scratch_array("depthwise_in", (c, n, h * wd))
-    np.copyto(xt, x.reshape(n, h * wd, c).transpose(2, 0, 1))
+    bias_bytes = None if bias is None else np.ascontiguousarray(bias, _F32).tobytes()
+    m = _depthwise_matrix(w.tobytes(), w.shape, bias_bytes, (h, wd), tuple(out_hw), tuple(strides),
+                          tuple(dilation), tuple(pad))
+    hw = h * wd
+    xt = _scratch_array("depthwise_in", (c, n, m.shape[1]))
+    np.copyto(xt[..., :hw], x.reshape(n, hw, c).transpose(2, 0, 1))
+    xt[..., hw:] = 1
     y = np.matmul(xt, m, out=_scratch_array("depthwise_out", (c, n, m.shape[2])))
-    if bias is not None:
-        y += bias[:, None, None]
-    if activation in _ELEMENTWISE:
-        return np.ascontiguousarray(apply_activation(y, activation, inplace=True).transpose(1, 2, 0)).reshape(
-            n, *out_hw, c)
-    return apply_activation(np.ascontiguousarray(y.transpose(1, 2, 0)).reshape(n, *out_hw, c), activation,
-                            inplace=True)
+    out = np.empty((n, m.shape[2], c), _F32)
+    if activation == "relu" and out.size <= ZEROS_LIMIT:
+        np.maximum(y.transpose(1, 2, 0), shared_zeros(out.shape), out=out)
+    elif activation in _ELEMENTWISE:
+        np.copyto(out, apply_activation(y, activation, inplace=True).transpose(1, 2, 0))
+    else:
+        np.copyto(out, y.transpose(1, 2, 0))
+        out = apply_activation(out, activation, inplace=True)
+    return out.reshape(n, *out_hw, c)
 
 
 def _depthwise_unit_stride(x, w, dilation, pad, out_hw) -> np.ndarray:
