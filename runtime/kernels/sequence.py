@@ -138,6 +138,8 @@ Step = Callable[[np.ndarray, tuple[np.ndarray, ...], np.ndarray], tuple[np.ndarr
 Loop = Callable[..., None]
 # Products of fewer multiply-adds than this run on one BLAS thread.
 _SMALL_PRODUCT = 1 << 22
+# From this batch on, each step's product runs on BLAS's own thread count.
+_THREADED_BATCH = 16
 # Up to this batch a compiled loop runs whole (its own product); above it BLAS runs each step's product.
 _LOOP_MAX_BATCH = 4
 
@@ -152,7 +154,6 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
     if has_mask:
         _check_mask(rest[0], x, op)
         mask = (np.asarray(rest[0]) != 0).T[:, :, None]  # (time, batch, 1)
-        dropped = ~mask
         rest = rest[1:]
     states = tuple(np.array(s, dtype=_F32) for s in rest) if rest else tuple(
         np.zeros((batch, units), _F32) for _ in range(n_states))
@@ -168,8 +169,19 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
         out = np.empty((0, batch, units), _F32) if outputs is None else outputs
         loop(projection, np.asarray(order, np.int64), states, keep, zero_output_for_mask, out, last)
         return _recurrent_result(outputs, last, states, return_state)
-    buffer = np.empty((batch, gates * units), _F32)
-    with np.errstate(over="ignore"), one_thread():  # exp overflow in a sigmoid gives the right limit 0
+    # Below _THREADED_BATCH rows each step's product is too small to share: one BLAS thread (waking a second
+    # one per product costs more than it saves, and on a busy machine many times more).
+    with one_thread() if batch < _THREADED_BATCH else contextlib.nullcontext():
+        states, last = _steps(step, order, gates, zero_output_for_mask, projection, states, mask, outputs, last)
+    return _recurrent_result(outputs, last, states, return_state)
+
+
+def _steps(step: Step, order, gates, zero_output_for_mask, projection, states, mask, outputs, last):
+    """The time loop driven from Python: ``step`` per time step, masked rows keeping their states; writes each
+    step's output into ``outputs`` (time, batch, units) when given. Returns (states, last output)."""
+    buffer = np.empty((states[0].shape[0], gates * states[0].shape[1]), _F32)
+    dropped = None if mask is None else ~mask
+    with np.errstate(over="ignore"):  # exp overflow in a sigmoid gives the right limit 0
         for i, t in enumerate(order):
             new = step(projection[t], states, buffer)
             if mask is None:
@@ -181,7 +193,7 @@ def _recurrent(op, x, rest, *, n_states, gates, units, return_sequences, return_
                 states = new
             if outputs is not None:
                 outputs[i] = last
-    return _recurrent_result(outputs, last, states, return_state)
+    return states, last
 
 
 def _recurrent_result(outputs, last, states, return_state):
@@ -257,15 +269,16 @@ def lstm(x, *rest, units, activation, recurrent_activation, use_bias, return_seq
     if jit is None:  # the numpy step wants the three sigmoid gates side by side
         recurrent = _lstm_gate_order(recurrent_kernel, u)
         projection = _project(x, _lstm_gate_order(kernel, u), None if bias is None else _lstm_gate_order(bias, u))
-    else:
-        recurrent, projection = recurrent_kernel, _project(x, kernel, bias)
+    else:  # the bias is added in the compiled step
+        recurrent, projection = recurrent_kernel, _project(x, kernel, None)
+        gate_bias = np.zeros(4 * u, _F32) if bias is None else bias
 
     def step(xp, states, buf):
         h, c = states
         np.matmul(h, recurrent, out=buf)
         if jit is not None:
             new = np.empty_like(h), np.empty_like(c)
-            jit.lstm_cell(buf, xp, c, *new)
+            jit.lstm_cell(buf, xp, gate_bias, c, *new)
             return new
         buf += xp
         _activate(buf[:, :3 * u], recurrent_activation)
@@ -277,7 +290,7 @@ def lstm(x, *rest, units, activation, recurrent_activation, use_bias, return_seq
         return h, c
 
     def loop(projection, order, states, *rest):
-        jit.lstm_loop(projection, order, recurrent, *states, *rest)
+        jit.lstm_loop(projection, order, recurrent, gate_bias, *states, *rest)
 
     return _recurrent("LSTM", x, rest, n_states=2, gates=4, units=u, return_sequences=return_sequences,
                       return_state=return_state, go_backwards=go_backwards, has_mask=has_mask,

@@ -1,4 +1,4 @@
-"""runtime.blas: the one-thread context sets every BLAS library to one thread and restores each one's count."""
+"""runtime.blas: the one-thread context sets numpy's BLAS libraries to one thread and restores each one's count."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
 def counts() -> list[int]:
-    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    """The thread counts of the BLAS libraries runtime.blas controls (numpy's, loaded with it)."""
+    return [lib.num_threads for lib in blas._controller().lib_controllers]
 
 
 def test_one_thread_limits_then_restores():
@@ -26,3 +27,4 @@ def test_one_thread_restores_after_an_error():
         with pytest.raises(RuntimeError, match="inside"), blas.one_thread():
             raise RuntimeError("inside")
         assert set(counts()) == {2}
+
