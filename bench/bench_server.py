@@ -22,6 +22,10 @@ Run from the repository root with the server extra installed:
 
     .venv/bin/python bench/bench_server.py [--duration 3] [--json out.json] [--no-mlserver]
 
+or one part of it, e.g. the CNN with batching at 8 clients:
+
+    .venv/bin/python bench/bench_server.py --models cnn --clients 8 --batching on
+
 MLServer is not a dependency of this project; to compare with it, install
 it into a separate virtual environment, e.g.
 ``python3 -m venv /tmp/mlserver-venv && /tmp/mlserver-venv/bin/pip install mlserver h5py "uvloop<0.22"``
@@ -137,7 +141,8 @@ class Model:
     predict_seconds: float = 0.0
 
 
-def prepare_models(work: Path) -> list[Model]:
+def prepare_models(work: Path, names: list[str] | None = None) -> list[Model]:
+    """The benchmark models (all, or those named), with their expected outputs and in-process call time."""
     import runtime
     from savedmodel import demo
     from savedmodel.errors import SavedModelError
@@ -149,11 +154,13 @@ def prepare_models(work: Path) -> list[Model]:
     except SavedModelError as e:
         print(f"the demo model cannot be read ({e}); using its architecture with random weights")
         digits = build_digits_twin(work / "digits")
-    models = [
-        Model("digits", digits, "image", images[:1].astype(np.float32)),
-        Model("cnn", build_cnn(work / "cnn"), "image",
-              np.random.default_rng(1).uniform(0, 1, (1, 28, 28, 1)).astype(np.float32)),
-    ]
+    models = [Model("digits", digits, "image", images[:1].astype(np.float32))]
+    if names is None or "cnn" in names:
+        models.append(Model("cnn", build_cnn(work / "cnn"), "image",
+                            np.random.default_rng(1).uniform(0, 1, (1, 28, 28, 1)).astype(np.float32)))
+    models = [m for m in models if names is None or m.name in names]
+    if not models:
+        raise SystemExit(f"no model named {names}; known: digits, cnn")
     for m in models:
         fn = runtime.load(m.base).signatures["serving_default"]
         m.expected = next(iter(fn(**{m.input_name: m.x}).values()))
@@ -393,27 +400,33 @@ def mlserver_available(python: str) -> bool:
 
 # (server, protocol) pairs measured back to back for every model, batching mode and client count.
 PLAN = [("ours", "tfs-json"), ("ours", "v2-json"), ("mlserver", "v2-json"), ("ours", "v2-binary")]
+PROTOCOLS = ("tfs-json", "v2-json", "v2-binary")
 
 
-def bench_all(ports: dict[tuple[str, bool], int], models: list[Model], duration: float) -> list[dict]:
+def bench_all(ports: dict[tuple[str, bool], int], models: list[Model], duration: float,
+              protocols: tuple[str, ...] = PROTOCOLS, concurrency: tuple[int, ...] = CONCURRENCY) -> list[dict]:
     """Every scenario; the servers being compared run one right after the other, so load drift hits both."""
     results = []
     live = b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    for (server, batching), port in sorted(ports.items()):
-        if not batching:  # the HTTP floor: the same client and loop-back round trip, no model
-            stats = run_load(port, live, 1, duration)
-            results.append({"server": server, "model": "-", "protocol": "GET /v2/health/live", "batching": False,
-                            "clients": 1, **stats})
-            print(f"{server:9} GET /v2/health/live clients=1   {stats['rps']:8.0f} req/s  p50 "
-                  f"{stats['p50_ms']:7.3f} ms", flush=True)
+    floors: dict[str, int] = {}  # the HTTP floor, once per server: the same client and loop-back round trip
+    for (server, _batching), port in sorted(ports.items()):
+        floors.setdefault(server, port)
+    for server, port in floors.items():
+        stats = run_load(port, live, 1, duration)
+        results.append({"server": server, "model": "-", "protocol": "GET /v2/health/live", "batching": False,
+                        "clients": 1, **stats})
+        print(f"{server:9} GET /v2/health/live clients=1   {stats['rps']:8.0f} req/s  p50 "
+              f"{stats['p50_ms']:7.3f} ms", flush=True)
     for m in models:
         requests = payloads(m)
-        for batching in (False, True):
-            for server, protocol in PLAN:
+        plan = [(server, protocol) for server, protocol in PLAN
+                 if protocol in protocols or (server == "mlserver" and protocols)]
+        for batching in sorted({b for _, b in ports}):
+            for server, protocol in plan:
                 if (server, batching) in ports:
                     check_once(ports[server, batching], requests[protocol], protocol, m.expected)
-            for clients in CONCURRENCY:
-                for server, protocol in PLAN:
+            for clients in concurrency:
+                for server, protocol in plan:
                     port = ports.get((server, batching))
                     if port is None:
                         continue
@@ -465,11 +478,21 @@ def main() -> int:
     parser.add_argument("--mlserver-python", default="/tmp/mlserver-venv/bin/python")
     parser.add_argument("--no-mlserver", action="store_true", help="only benchmark our server")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--models", default="digits,cnn", help="comma-separated subset of digits,cnn")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated subset of our protocols "
+                        "(MLServer's V2 JSON runs alongside any of them)")
+    parser.add_argument("--clients", default=",".join(map(str, CONCURRENCY)), help="comma-separated client counts")
+    parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
     args = parser.parse_args()
+    protocols = tuple(p for p in args.protocols.split(",") if p)
+    if unknown := set(protocols) - set(PROTOCOLS):
+        parser.error(f"unknown protocols {sorted(unknown)}; known: {', '.join(PROTOCOLS)}")
+    concurrency = tuple(int(c) for c in args.clients.split(","))
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.batching]
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        models = prepare_models(work)
+        models = prepare_models(work, args.models.split(","))
         for m in models:
             print(f"{m.name}: in-process predict of one row {m.predict_seconds * 1e3:.3f} ms")
         procs, ports = [], {}
@@ -477,14 +500,14 @@ def main() -> int:
         if not args.no_mlserver and not use_mlserver:
             print(f"MLServer not found at {args.mlserver_python}; skipping the comparison")
         try:
-            for batching in (False, True):
+            for batching in modes:
                 (work / f"ours-{batching}").mkdir()
                 proc, ports["ours", batching] = start_ours(models, batching, work / f"ours-{batching}")
                 procs.append(proc)
                 if use_mlserver:
                     proc, ports["mlserver", batching] = start_mlserver(args.mlserver_python, models, batching, work)
                     procs.append(proc)
-            results = bench_all(ports, models, args.duration)
+            results = bench_all(ports, models, args.duration, protocols, concurrency)
         finally:
             for proc in procs:
                 stop(proc)

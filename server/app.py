@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +27,7 @@ import savedmodel
 from runtime.errors import InputError
 from savedmodel.errors import SavedModelError
 from server import tfserving, v2
+from server.accesslog import AccessLogMiddleware
 from server.batching import Batcher, DirectRunner
 from server.config import load_model_config_file
 from server.errors import ServingError, error_response
@@ -35,6 +35,7 @@ from server.fastpath import HotRoutes
 from server.manager import ModelManager
 from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from server.middleware import BodyLimitMiddleware, CORSMiddleware, decode_body
+from server.pool import InferencePool
 from server.security import ApiKeyMiddleware, ApiKeys, RateLimiter, RateLimitMiddleware, read_api_key_file
 from server.service import InferenceService
 from server.settings import ModelConfig, ServerSettings
@@ -103,8 +104,12 @@ def limit_blas_threads(n: int) -> None:
     logger.info("BLAS threads per inference: %d", n)
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    """Build the app for ``settings`` (default: the demo model on the default port)."""
+def create_app(settings: ServerSettings | None = None, log_requests: bool = False) -> FastAPI:
+    """Build the app for ``settings`` (default: the demo model on the default port).
+
+    With ``log_requests`` the app writes the access log itself (``server.accesslog``); the CLI turns
+    uvicorn's off. Off by default, for ASGI servers that write their own.
+    """
     settings = settings or ServerSettings()
     configs, loader = model_source(settings)
     manager = ModelManager(
@@ -117,7 +122,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     metrics = Metrics(lambda: {name: [s.state for s in manager.status(name, missing_ok=True)]
                                for name in manager.names()}, known=manager.serves)
     threads = settings.batching.num_batch_threads if settings.enable_batching else settings.num_inference_threads
-    executor = ThreadPoolExecutor(threads, thread_name_prefix="inference")
+    executor = InferencePool(threads, "inference")
     batcher = Batcher(settings.batching, executor, metrics) if settings.enable_batching else None
     service = InferenceService(manager, DirectRunner(executor), batcher, settings.request_timeout_ms,
                                settings.max_tensor_elements)
@@ -149,7 +154,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return decode_body(body, request.headers.get("content-encoding"), settings.max_body_bytes)
 
     tfs_router, tfs_infer = tfserving.build_router(service, read_body)
-    v2_router, v2_infer = v2.build_router(service, read_body)
+    v2_router, v2_infer, v2_health = v2.build_router(service, read_body)
     app.include_router(tfs_router)
     app.include_router(v2_router)
     add_web_routes(app, manager)
@@ -165,9 +170,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.add_exception_handler(cls, error_response)
 
     # Starlette wraps in reverse order: CORS is outermost, so even a 401 or 413 carries its headers;
-    # the inference routes are dispatched innermost, inside the body limit, the rate limit, the API key
-    # check and the metrics. The key is checked before the rate limit so that it counts per key.
-    app.add_middleware(HotRoutes, routes=[tfs_infer, v2_infer])
+    # the inference and health routes are dispatched innermost, inside the body limit, the rate limit, the
+    # API key check and the metrics. The key is checked before the rate limit so that it counts per key.
+    app.add_middleware(HotRoutes, routes=[tfs_infer, v2_infer], gets=v2_health)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     if settings.rate_limit:
         app.add_middleware(RateLimitMiddleware, limiter=RateLimiter(settings.rate_limit, settings.burst))
@@ -176,6 +181,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.enable_cors:
         app.add_middleware(CORSMiddleware)
+    if log_requests:
+        app.add_middleware(AccessLogMiddleware)
     return app
 
 
@@ -193,4 +200,4 @@ def app_from_environment() -> Any:
     """App factory for worker processes: settings come as JSON in $SAVEDMODEL_SERVE_SETTINGS."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServerSettings.model_validate_json(raw) if raw else ServerSettings()
-    return create_app(settings)
+    return create_app(settings, log_requests=settings.access_log)

@@ -3,7 +3,8 @@
 ``DirectRunner`` runs each request in the inference thread pool.
 ``Batcher`` queues requests per (model, version, signature, row shape) and
 runs what has queued as one call, TF Serving style: a batch starts as soon
-as an inference thread is free, waiting at most ``batch_timeout_micros``
+as an inference thread is free (at the end of the event loop turn that
+queued its first request), waiting at most ``batch_timeout_micros``
 for more rows when it is not full; it holds at most ``max_batch_size`` rows
 (a larger request runs alone), is padded up to the next of
 ``allowed_batch_sizes``, and its outputs are split back row by row. A queue
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from server.errors import QueueFull, Unavailable
+from server.pool import run_in_thread
 from server.settings import BatchingParameters
 
 logger = logging.getLogger("server")
@@ -51,8 +53,7 @@ class DirectRunner:
     def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
                rows: int) -> asyncio.Future[Outputs]:
         """Start ``fn(**inputs)`` in the pool; the future has its outputs."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, functools.partial(fn, **inputs))
+        return run_in_thread(self._executor, functools.partial(fn, **inputs))
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Batcher:
         self._timeout = params.batch_timeout_micros / 1e6
         self._limit = params.max_enqueued_batches * params.max_batch_size
         self._draining = False
+        self._dispatch_due = False  # a dispatch is scheduled for the end of this event loop turn
 
     def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
                rows: int) -> asyncio.Future[Outputs]:
@@ -108,8 +110,22 @@ class Batcher:
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         queue.tasks.append(_Task(inputs, rows, future, time.perf_counter()))
         queue.rows += rows
-        self._dispatch(qkey, queue)
+        if not self._dispatch_due:
+            self._dispatch_due = True
+            asyncio.get_running_loop().call_soon(self._dispatch_queued)
         return future
+
+    def _dispatch_queued(self) -> None:
+        """Dispatch what was queued during this event loop turn.
+
+        The requests whose bytes arrived together are parsed in one turn of
+        the loop; dispatching after it, not at each submit, lets them join one
+        batch instead of the first one starting alone on a free thread. With 8
+        clients (bench_server.py, the CNN), one-request batches fell from about
+        65% of the batches to about 20%; a lone request waits one loop turn.
+        """
+        self._dispatch_due = False
+        self._dispatch_all()
 
     def _dispatch(self, qkey: Hashable, queue: _Queue) -> None:
         """Start batches from ``queue`` while threads are free and a batch is due."""
@@ -181,7 +197,7 @@ class Batcher:
         self._free -= 1
         started = time.perf_counter()
         run = functools.partial(run_batch, queue.fn, [t.inputs for t in batch], self.params.allowed_batch_sizes)
-        done = asyncio.get_running_loop().run_in_executor(self._executor, run)
+        done = run_in_thread(self._executor, run)
         done.add_done_callback(functools.partial(self._finish, queue, batch, started))
 
     def _finish(self, queue: _Queue, batch: list[_Task], started: float, done: asyncio.Future[Any]) -> None:

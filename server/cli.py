@@ -314,11 +314,17 @@ def demo_examples(host: str, port: int, scheme: str = "http") -> str:
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config, with the server's own logger on the same handler."""
+    """uvicorn's logging config, with the server's own logger on the same handler, and the access log
+    (``server.access``, written by the app, see server.accesslog) on uvicorn's access handler."""
     from uvicorn.config import LOGGING_CONFIG
 
+    from server.accesslog import LOGGER
+
     config = json.loads(json.dumps(LOGGING_CONFIG))
+    config["formatters"]["access"]["()"] = "server.accesslog.AccessFormatter"
+    config["handlers"]["access"]["class"] = "server.accesslog.BufferedStreamHandler"
     config["loggers"]["server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    config["loggers"][LOGGER] = {"handlers": ["access"], "level": level.upper(), "propagate": False}
     return config
 
 
@@ -361,15 +367,15 @@ def run(args: argparse.Namespace) -> int:
     if not settings.models and settings.model_config_file is None:
         scheme = "https" if settings.ssl_certfile is not None else "http"
         print(demo_examples(settings.host, settings.port, scheme), flush=True)
+    # The app writes the access log (server.accesslog), after each response and more cheaply than uvicorn.
     common = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
-              "access_log": settings.access_log, "log_config": log_config(settings.log_level),
-              **uvicorn_security(settings)}
+              "access_log": False, "log_config": log_config(settings.log_level), **uvicorn_security(settings)}
     exit_zero_on_sigterm()
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("server.app:app_from_environment", factory=True, workers=settings.workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings, log_requests=settings.access_log), **common)
     return 0
 
 

@@ -51,21 +51,14 @@ def float_tokens(values: np.ndarray) -> list[str]:
     flat = values.ravel()
     as_list = flat.tolist()
     short = [f"{v:.6g}" for v in as_list]
-    with np.errstate(invalid="ignore"):
-        back = np.array(short, dtype=np.float64).astype(flat.dtype)
-        bad = np.flatnonzero((back != flat) & np.isfinite(flat))
-    if bad.size:
+    back = np.array(short, dtype=np.float64).astype(flat.dtype)
+    redo = np.flatnonzero(back != flat).tolist()  # NaN != NaN too: it prints the same with more digits
+    if redo:
         spec = f".{_FULL_DIGITS.get(flat.dtype, 17)}g"
-        for i in bad.tolist():
+        for i in redo:
             short[i] = format(as_list[i], spec)
-    out = []
-    for s in short:
-        if s in _NON_FINITE:
-            s = _NON_FINITE[s]
-        elif "." not in s and "e" not in s:
-            s += ".0"
-        out.append(s)
-    return out
+    # "nan", "inf" and "-inf" are the only tokens with an "n"; whole numbers have neither "." nor "e"
+    return [_NON_FINITE.get(s, s) if "n" in s else s if "." in s or "e" in s else s + ".0" for s in short]
 
 
 def _string_token(value: Any, as_b64: bool) -> str:

@@ -107,13 +107,13 @@ def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, 
         ref = ModelRef(name, parse_version(version), label)
         body = await read_body(request)
         fast = split_numeric_instances(body) if method == "predict" else None
-        doc = fast[0] if fast is not None else request_object(loads(body))
+        doc = fast.doc if fast is not None else request_object(loads(body))
         sig = signature_name(doc, DEFAULT_SIGNATURE)
         if method == "predict":
             row_format = []
 
             def decode(fn: Any) -> Any:
-                inputs = numeric_rows(fast[1], fn) if fast is not None else None
+                inputs = numeric_rows(fast, fn) if fast is not None else None
                 if inputs is not None:
                     row_format.append(True)
                     return inputs

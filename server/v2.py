@@ -24,7 +24,7 @@ from fastapi.responses import Response
 
 import savedmodel
 from server.errors import InvalidArgument, NotFound
-from server.fastpath import HotRoute
+from server.fastpath import Endpoint, HotRoute
 from server.manager import describe_request
 from server.metrics import SCOPE_KEY
 from server.service import DEFAULT_SIGNATURE, InferenceService, ModelRef
@@ -63,8 +63,9 @@ def _labels(result: Any) -> list[str] | None:
 INFER_PATTERN = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
 
 
-def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, HotRoute]:
-    """The ``/v2`` routes over ``service``, and the inference endpoint with its pattern for fast dispatch.
+def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, HotRoute, dict[str, Endpoint]]:
+    """The ``/v2`` routes over ``service``; for fast dispatch, the inference endpoint with its pattern and the
+    health endpoints by path.
 
     ``read_body(request)`` returns the (decoded, limited) body.
     """
@@ -150,4 +151,4 @@ def build_router(service: InferenceService, read_body: Any) -> tuple[APIRouter, 
     async def get_version_ready(request: Request, name: str, version: str) -> Response:
         return model_ready(request, name, version)
 
-    return router, (INFER_PATTERN, infer)
+    return router, (INFER_PATTERN, infer), {"/v2/health/live": live, "/v2/health/ready": ready}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import savedmodel
-from tests.server.helpers import ServerProcess, slow_graph
+from tests.server.helpers import ServerProcess, slow_graph, wait_for
 
 LIMIT = 100_000
 
@@ -65,8 +67,15 @@ def test_openapi_docs_list_both_protocols(client: httpx.Client) -> None:
 
 
 def test_access_log(client: httpx.Client, server: ServerProcess) -> None:
-    client.get("/v1/models/dense/versions/2")
-    assert '"GET /v1/models/dense/versions/2 HTTP/1.1" 200' in server.log()
+    get = ' - "GET /v1/models/dense/versions/2?probe=access-log HTTP/1.1" 200 OK\n'
+    post = re.compile(r'^INFO:     127\.0\.0\.1:\d+ - "POST /v1/models/dense%3Apredict HTTP/1\.1" 400 Bad Request$',
+                      re.MULTILINE)  # uvicorn's line; it quotes the path
+    client.get("/v1/models/dense/versions/2?probe=access-log")
+    started = time.monotonic()
+    wait_for(lambda: get in server.log(), timeout=5, what="the access log line")
+    assert time.monotonic() - started < 1  # flushed within FLUSH_SECONDS (server.accesslog), not at exit
+    client.post("/v1/models/dense:predict", content=b"{")
+    wait_for(lambda: post.search(server.log()), timeout=5, what="the access log line of a 400")
 
 
 def test_cors_headers_and_preflight(limited: ServerProcess) -> None:

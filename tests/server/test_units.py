@@ -19,9 +19,11 @@ from server.config import (
     load_model_config_file,
     parse_text_proto,
 )
-from server.errors import InvalidArgument, NotFound, QueueFull, classify
+from server.errors import DeadlineExceeded, InvalidArgument, NotFound, QueueFull, classify
 from server.jsonfmt import dumps, float_tokens, loads, tensor_json
 from server.manager import AVAILABLE, END, ModelManager
+from server.pool import InferencePool
+from server.service import InferenceService
 from server.settings import BatchingParameters, ModelConfig, ServerSettings, VersionPolicy
 from server.tensors import json_to_array
 from tests.server.helpers import dense_expected, dense_graph, publish_corrupt
@@ -290,6 +292,30 @@ def test_batcher_merges_concurrent_requests_and_refuses_a_full_queue() -> None:
     assert seen[0] == (4, 4, 4)
 
 
+@pytest.mark.parametrize("executor", [lambda: ThreadPoolExecutor(2), lambda: InferencePool(2)])
+def test_batcher_merges_the_requests_of_one_loop_turn_with_threads_free(executor) -> None:
+    """With batch_timeout_micros 0 and both threads free, requests queued in one event loop turn run as one batch
+    (the first does not start alone); a request of a later turn starts its own batch at once."""
+    seen: list[tuple[int, int]] = []
+
+    class Observer:
+        def batch_done(self, model: str, requests: int, rows: int, padded: int, waits: list[float]) -> None:
+            seen.append((requests, rows))
+
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=2)
+
+    async def scenario() -> list:
+        batcher = Batcher(params, executor(), Observer())
+        same_turn = [batcher.submit("m", "k", _double, {"x": np.full((1, 2), i, np.float32)}, 1) for i in range(5)]
+        merged = await asyncio.gather(*same_turn)
+        alone = await batcher.submit("m", "k", _double, {"x": np.full((2, 2), 9, np.float32)}, 2)
+        return [*merged, alone]
+
+    results = asyncio.run(scenario())
+    assert [r["y"].tolist() for r in results] == [[[2.0 * i, 2.0 * i]] for i in range(5)] + [[[18.0, 18.0]] * 2]
+    assert seen == [(5, 5), (1, 2)]
+
+
 # -- the manager ---------------------------------------------------------------------------------------------
 
 
@@ -347,8 +373,36 @@ def test_manager_serves_latest_keeps_it_through_a_corrupt_version_and_unloads_de
 # -- the app in process -------------------------------------------------------------------------------------
 
 
+def test_fast_dispatched_readiness_answers_400_while_a_model_is_not_available(tmp_path: Path) -> None:
+    """The health routes dispatched ahead of the router answer as the routed ones: 400 for not ready."""
+    import httpx
+
+    from server import ServerSettings, create_app
+    from server.fastpath import HotRoutes
+
+    app = create_app(ServerSettings(models=[{"name": "m", "base_path": tmp_path / "no-versions-yet"}],
+                                    file_system_poll_wait_seconds=0))
+
+    async def scenario() -> list[tuple[str, int, str]]:
+        answers = []
+        async with app.router.lifespan_context(app):
+            layer = app.middleware_stack = app.build_middleware_stack()
+            while not isinstance(layer, HotRoutes):
+                layer = layer.app
+            for target in (app, layer.app):
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=target), base_url="http://t") as c:
+                    for path in ("/v2/health/ready", "/v2/health/live"):
+                        r = await c.get(path)
+                        answers.append((path, r.status_code, r.text))
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert answers[:2] == answers[2:]
+    assert answers[:2] == [("/v2/health/ready", 400, '{"ready":false}'), ("/v2/health/live", 200, '{"live":true}')]
+
+
 def test_routed_and_fast_dispatched_inference_agree(tmp_path: Path) -> None:
-    """The hot inference routes bypass FastAPI's router; the routed endpoints (for OpenAPI) answer the same."""
+    """The hot inference and health routes bypass FastAPI's router; the routed endpoints answer the same."""
     import httpx
 
     from server import ServerSettings, create_app
@@ -374,8 +428,52 @@ def test_routed_and_fast_dispatched_inference_agree(tmp_path: Path) -> None:
                         r = await c.post(path, json=body)
                         assert r.status_code == 200, r.text
                         answers.append((path, r.text))
+                    for path in ("/v2/health/live", "/v2/health/ready"):
+                        r = await c.get(path)
+                        answers.append((path, r.status_code, r.headers["content-type"], r.text))
         return answers
 
     answers = asyncio.run(scenario())
-    assert answers[:3] == answers[3:]
+    assert answers[:5] == answers[5:]
+    assert answers[3] == ("/v2/health/live", 200, "application/json", '{"live":true}')
+    assert answers[4] == ("/v2/health/ready", 200, "application/json", '{"ready":true}')
     assert answers[0][1] == '{"predictions":[[7.0,8.0]]}'
+
+
+# -- the request timeout ----------------------------------------------------------------------------------
+
+
+def test_request_timeout_cancels_the_run_with_deadline_exceeded() -> None:
+    service = InferenceService(None, None, None, timeout_ms=20)  # type: ignore[arg-type]
+
+    async def scenario() -> asyncio.Future:
+        never: asyncio.Future = asyncio.get_running_loop().create_future()
+        with pytest.raises(DeadlineExceeded, match="^Request timed out after 20 ms$"):
+            await service._within_timeout(never)
+        return never
+
+    assert asyncio.run(scenario()).cancelled()
+
+
+def test_request_timeout_passes_results_errors_and_cancellation_through() -> None:
+    service = InferenceService(None, None, None, timeout_ms=10_000)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[dict, bool]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+        loop.call_later(0.01, done.set_result, {"y": np.ones(1)})
+        result = await service._within_timeout(done)
+        failed: asyncio.Future = loop.create_future()
+        failed.set_exception(ValueError("bad row"))
+        with pytest.raises(ValueError, match="^bad row$"):
+            await service._within_timeout(failed)
+        inner: asyncio.Future = loop.create_future()
+        waiter = asyncio.ensure_future(service._within_timeout(inner))
+        await asyncio.sleep(0)
+        waiter.cancel()  # the client went away: the caller is cancelled, not timed out
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        return result, inner.cancelled()
+
+    result, inner_cancelled = asyncio.run(scenario())
+    assert result["y"].tolist() == [1.0] and inner_cancelled
