@@ -21,15 +21,14 @@ def _describe(spec: TensorSpec) -> str:
 
 def check_input(spec: TensorSpec, alias: str, value: Any) -> np.ndarray:
     """``value`` as an array of the spec's dtype, or InputError naming ``alias``."""
-    expected = _describe(spec)
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as e:
+        expected = _describe(spec)
         raise InputError(
             f"input {alias!r}: expected {expected}, received a value numpy cannot read ({e})",
             input=alias, expected=expected, received=type(value).__name__,
         ) from e
-    received = f"{arr.dtype} with shape {arr.shape}"
     want = to_numpy(spec.dtype)
     castable = (
         arr.dtype == want
@@ -40,6 +39,7 @@ def check_input(spec: TensorSpec, alias: str, value: Any) -> np.ndarray:
     )
     shape_ok = arr.ndim == len(spec.shape) and all(d is None or d == n for d, n in zip(spec.shape, arr.shape))
     if not castable or not shape_ok:
+        expected, received = _describe(spec), f"{arr.dtype} with shape {arr.shape}"
         raise InputError(
             f"input {alias!r}: expected {expected}, received {received}",
             input=alias, expected=expected, received=received,
