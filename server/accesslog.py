@@ -29,6 +29,8 @@ from typing import Any
 
 from uvicorn.logging import AccessFormatter as UvicornAccessFormatter
 
+from server.middleware import StatusWatch
+
 LOGGER = "server.access"
 MESSAGE = '%s - "%s %s HTTP/%s" %d'  # uvicorn's message; its arguments are the five of ``request_args``
 DEFAULT_FORMAT = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'  # uvicorn's default
@@ -71,18 +73,11 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or not self.logger.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        status = 500  # what the ASGI server answers when the app fails before starting a response
-
-        async def send_with_status(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, watch)
         finally:
-            self.log(scope, status)
+            self.log(scope, watch.status)
 
     def log(self, scope: dict[str, Any], status: int) -> None:
         """One access record; built directly, as ``Logger.info`` would, without looking up the caller."""

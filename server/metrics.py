@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from server.middleware import StatusWatch
+
 SCOPE_KEY = "serving.metric_labels"  # routes store (model, protocol, api) here
 UNKNOWN_MODEL = "_unknown"  # the model label of requests naming a model that is not served
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -113,17 +115,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusWatch(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, watch)
         finally:
             labels = scope.get(SCOPE_KEY)
             if labels is not None:
-                self.metrics.request_done(labels, status, time.perf_counter() - started)
+                self.metrics.request_done(labels, watch.status, time.perf_counter() - started)

@@ -26,6 +26,20 @@ async def send_json(send: Any, status: int, body: bytes, extra: list[tuple[bytes
     await send({"type": "http.response.body", "body": body})
 
 
+class StatusWatch:
+    """An ASGI ``send`` that passes every message on and remembers the response's status: 500 until one
+    starts (what the ASGI server answers when the app fails first)."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 def too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
     if size is None:
         return PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
