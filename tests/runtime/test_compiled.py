@@ -115,16 +115,13 @@ def test_compiled_exp_is_within_2e_7_relative():
     np.testing.assert_allclose(jit.exp(x), want, rtol=2e-7, atol=0)
 
 
-def test_compiled_sigmoid_and_tanh_are_within_3e_7():
+def test_compiled_sigmoid_within_1e_7_and_tanh_within_2e_7_relative():
     x = np.concatenate([np.linspace(-100, 100, 400_001), np.linspace(-1, 1, 200_001),
                         np.geomspace(1e-30, 1e-2, 500), -np.geomspace(1e-30, 1e-2, 500)]).astype(np.float32)
     exact = x.astype(np.float64)
-    np.testing.assert_allclose(jit.sigmoid(x), 1 / (1 + np.exp(-exact)), rtol=0, atol=3e-7)
-    tanh = jit.tanh(x)
-    np.testing.assert_allclose(tanh, np.tanh(exact), rtol=0, atol=3e-7)
-    small = np.abs(x) < 0.25  # the series: relative accuracy near 0 too
-    np.testing.assert_allclose(tanh[small], np.tanh(exact[small]), rtol=1e-6, atol=0)
-    np.testing.assert_array_equal(jit.tanh(np.float32([-50, 50])), [-1, 1])
+    np.testing.assert_allclose(jit.sigmoid(x), 1 / (1 + np.exp(-exact)), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(jit.tanh(x), np.tanh(exact), rtol=2e-7, atol=0)
+    np.testing.assert_array_equal(jit.tanh(np.float32([-50, 0, 50])), [-1, 0, 1])
 
 
 def test_compiled_softmax_matches_numpy():
