@@ -18,6 +18,7 @@ Exposed at ``/monitoring/prometheus/metrics`` (TF Serving's path):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -103,8 +104,26 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# Requests refused before any route saw them (no API key, a wrong one, over the rate limit, too large a body)
+# are labelled from their path as the route would have labelled them; the protocol names are the routes'.
+_REFUSED = frozenset({401, 403, 413, 429})
+_TFS_PATH = re.compile(r"/v1/models/(?P<model>[^/:]+)(?:/versions/[^/:]+|/labels/[^/:]+)?"
+                       r"(?::(?P<method>predict|classify|regress)|/(?P<metadata>metadata))?")
+_V2_PATH = re.compile(r"/v2/models/(?P<model>[^/]+)(?:/versions/[^/]+)?(?:/(?P<api>infer|ready))?")
+
+
+def path_labels(path: str) -> tuple[str, str, str] | None:
+    """The (model, protocol, api) labels the route serving ``path`` gives its requests; None for other paths."""
+    if (m := _TFS_PATH.fullmatch(path)) is not None:
+        return m["model"], "tfserving", m["method"] or ("metadata" if m["metadata"] else "status")
+    if (m := _V2_PATH.fullmatch(path)) is not None:
+        return m["model"], "v2", m["api"] or "metadata"
+    return None
+
+
 class MetricsMiddleware:
-    """Pure ASGI middleware timing every request a route has labelled with its model."""
+    """Pure ASGI middleware timing every request a route has labelled with its model, and counting the model
+    requests refused before they reach a route."""
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
@@ -120,5 +139,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, watch)
         finally:
             labels = scope.get(SCOPE_KEY)
+            if labels is None and watch.status in _REFUSED:
+                labels = path_labels(scope["path"])
             if labels is not None:
                 self.metrics.request_done(labels, watch.status, time.perf_counter() - started)

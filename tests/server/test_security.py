@@ -20,11 +20,13 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from server.app import create_app
 from server.cli import add_arguments, run, settings_from_args
 from server.config import ConfigError
+from server.metrics import path_labels
 from server.security import OPEN_PATHS, ApiKeys, RateLimiter, hash_api_key, read_api_key_file
 from server.settings import ModelConfig, ServerSettings
 from tests.server.helpers import ROOT, ServerProcess, dense_expected, free_port, wait_for
@@ -144,6 +146,52 @@ def test_cors_preflight_needs_no_key_and_refusals_carry_cors_headers(model_paths
         assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
         refused = client.post("/v1/models/dense:predict", json={"instances": ROW})
         assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"
+
+
+def _request_counts(client: TestClient, headers: dict[str, str]) -> dict[tuple[str, str, str, str], float]:
+    """serving_requests_total by (model, protocol, api, code)."""
+    text = client.get("/monitoring/prometheus/metrics", headers=headers).text
+    return {(s.labels["model"], s.labels["protocol"], s.labels["api"], s.labels["code"]): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == "serving_requests_total"}
+
+
+def test_refused_requests_are_counted_under_the_route_labels(model_paths: dict[str, Path], key_file: Path) -> None:
+    settings = _settings(model_paths, api_key_file=key_file, rate_limit=0.1, rate_limit_burst=1)
+    with TestClient(create_app(settings)) as client:
+        client.post("/v1/models/dense:predict", json={"instances": ROW})  # 401
+        client.post("/v1/models/dense:predict", json={"instances": ROW}, headers={"X-API-Key": "wrong"})  # 403
+        client.get("/v2/models/dense/versions/1/ready")  # 401
+        client.get("/v1/models/nope/metadata")  # 401, a model that is not served
+        client.get("/nothing-here")  # 401, no model in the path: not a model request
+        key = {"X-API-Key": KEY}
+        assert client.post("/v2/models/dense/infer", json=V2_BODY, headers=key).status_code == 200
+        assert client.post("/v2/models/dense/infer", json=V2_BODY, headers=key).status_code == 429
+        counts = _request_counts(client, {"X-API-Key": OTHER_KEY})
+    assert counts[("dense", "tfserving", "predict", "401")] == 1
+    assert counts[("dense", "tfserving", "predict", "403")] == 1
+    assert counts[("dense", "v2", "ready", "401")] == 1
+    assert counts[("_unknown", "tfserving", "metadata", "401")] == 1
+    assert counts[("dense", "v2", "infer", "200")] == 1
+    assert counts[("dense", "v2", "infer", "429")] == 1
+    assert sum(counts.values()) == 6
+
+
+def test_path_labels_are_the_routes_labels(model_paths: dict[str, Path]) -> None:
+    """Each model route, reached with a wrong input, labels its request itself; path_labels must agree."""
+    paths = {"/v1/models/dense": "GET", "/v1/models/dense/versions/1": "GET", "/v1/models/dense/labels/stable": "GET",
+             "/v1/models/dense/metadata": "GET", "/v1/models/dense/versions/1/metadata": "GET",
+             "/v1/models/dense:predict": "POST", "/v1/models/dense:classify": "POST",
+             "/v1/models/dense/versions/1:regress": "POST", "/v2/models/dense": "GET",
+             "/v2/models/dense/versions/1": "GET", "/v2/models/dense/ready": "GET",
+             "/v2/models/dense/versions/1/ready": "GET", "/v2/models/dense/infer": "POST",
+             "/v2/models/dense/versions/1/infer": "POST"}
+    with TestClient(create_app(_settings(model_paths))) as client:
+        for path, method in paths.items():
+            client.request(method, path, content=b"{" if method == "POST" else None)
+        counted = {labels[:3] for labels in _request_counts(client, {})}
+    assert counted == {path_labels(path) for path in paths}
+    assert path_labels("/v1/models") is None and path_labels("/v2/health/live") is None
 
 
 def test_key_file_format_and_errors(tmp_path: Path) -> None:
