@@ -13,11 +13,15 @@ This module imports neither FastAPI nor uvicorn until ``run``: the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
@@ -373,10 +377,29 @@ def run(args: argparse.Namespace) -> int:
     exit_zero_on_sigterm()
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run("server.app:app_from_environment", factory=True, workers=settings.workers, **common)
+        with shared_metrics_directory():
+            uvicorn.run("server.app:app_from_environment", factory=True, workers=settings.workers, **common)
     else:
         uvicorn.run(create_app(settings, log_requests=settings.access_log), **common)
     return 0
+
+
+@contextlib.contextmanager
+def shared_metrics_directory() -> Iterator[None]:
+    """A fresh directory for prometheus-client's multiprocess mode while the workers run (they inherit the
+    environment), so that every scrape sums all workers; an operator's own PROMETHEUS_MULTIPROC_DIR is kept."""
+    from server.metrics import MULTIPROC_ENV
+
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="savedmodel-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

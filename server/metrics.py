@@ -14,10 +14,16 @@ Exposed at ``/monitoring/prometheus/metrics`` (TF Serving's path):
 - ``serving_batch_padding_rows_total{model}``: rows added to reach an allowed batch size
 - ``serving_batch_queue_wait_seconds{model}``: time a request waited to be batched
 - ``serving_model_versions{model,state}``: how many versions of a model are in each state
+
+Under ``--workers N`` the CLI points prometheus-client's multiprocess mode at a fresh directory
+(``PROMETHEUS_MULTIPROC_DIR``): every worker writes its counts there, and a scrape, whichever
+worker answers it, sums them over all workers. The version-state gauge stays the answering
+worker's (each worker loads the same models).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -25,10 +31,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from server.middleware import StatusWatch
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's switch to its multiprocess mode
 SCOPE_KEY = "serving.metric_labels"  # routes store (model, protocol, api) here
 UNKNOWN_MODEL = "_unknown"  # the model label of requests naming a model that is not served
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -73,8 +81,9 @@ class Metrics:
                                     ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self._known = known
         self._children: dict[tuple[tuple[str, str, str], int], tuple[Any, Any]] = {}
-        if states is not None:
-            self.registry.register(_StateCollector(states))
+        self._states = None if states is None else _StateCollector(states)
+        if self._states is not None:
+            self.registry.register(self._states)
 
     def batch_done(self, model: str, requests: int, rows: int, padded_rows: int, waits: list[float]) -> None:
         self.batch_rows.labels(model).observe(rows)
@@ -101,7 +110,14 @@ class Metrics:
             children[1].observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text; in multiprocess mode the request and batch metrics of every worker, summed."""
+        if not os.environ.get(MULTIPROC_ENV):
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        if self._states is not None:
+            registry.register(self._states)
+        return generate_latest(registry)
 
 
 # Requests refused before any route saw them (no API key, a wrong one, over the rate limit, too large a body)

@@ -307,6 +307,29 @@ def test_keys_reach_every_worker(key_file: Path, tmp_path: Path) -> None:
             assert httpx.get(server.url + "/v2/models/digits", headers={"X-API-Key": KEY}).status_code == 200
 
 
+def test_metrics_sum_every_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --workers every scrape counts the requests all workers answered, whichever worker answers it; the
+    shared directory is removed at exit."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # where the server makes its metrics directory
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with ServerProcess(["--workers", "2"], tmp_path, "workers-metrics") as server:
+        (directory,) = temp.glob("savedmodel-metrics-*")
+        sent = 0
+        while len(list(directory.glob("counter_*.db"))) < 2 and sent < 200:  # until both workers counted some
+            assert httpx.get(server.url + "/v2/models/digits").status_code == 200  # a fresh connection each
+            sent += 1
+        assert len(list(directory.glob("counter_*.db"))) == 2, f"one worker answered all {sent} requests"
+        for _ in range(4):
+            text = httpx.get(server.url + "/monitoring/prometheus/metrics").text
+            counts = [s.value for family in text_string_to_metric_families(text) for s in family.samples
+                      if s.name == "serving_requests_total" and s.labels == {
+                          "model": "digits", "protocol": "v2", "api": "metadata", "code": "200"}]
+            assert counts == [float(sent)], text
+    assert not directory.exists()
+
+
 # -- TLS ------------------------------------------------------------------------------------------------
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
