@@ -321,9 +321,10 @@ def gru(x, *rest, units, activation, recurrent_activation, use_bias, return_sequ
         if reset_after:
             jit.gru_reset_after(np.matmul(h, recurrent_kernel, out=buf), xp, reset_bias, h, new)
         else:
-            zr, rh = np.matmul(h, zr_kernel, out=buf[:, :2 * u]), np.empty_like(h)
+            # Contiguous products: a column slice of buf as matmul's out costs a copy, and slows the compiled calls.
+            zr, rh = np.matmul(h, zr_kernel), np.empty_like(h)
             jit.gru_reset_before(zr, xp, h, rh)
-            jit.gru_candidate(zr, np.matmul(rh, h_kernel, out=buf[:, 2 * u:]), xp, h, new)
+            jit.gru_candidate(zr, np.matmul(rh, h_kernel), xp, h, new)
         return (new,)
 
     def loop(projection, order, states, *rest):
