@@ -136,7 +136,6 @@ _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "mish": lambda x: x * np.tanh(_softplus(x)),
 }
 
-# Activations cheap enough to run in place on a buffer the caller owns.
 ZEROS_LIMIT = 1 << 22  # float32 elements (16 MB)
 _zeros_buf = np.zeros(0, _F32)
 
@@ -160,8 +159,9 @@ def _relu_in_place(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, shared_zeros(x.shape), out=x)
 
 
+# Activations cheap enough to run in place on a buffer the caller owns.
 _IN_PLACE: dict[str, Callable[[np.ndarray], None]] = {
-    "relu": lambda x: _relu_in_place(x),
+    "relu": _relu_in_place,
     "relu6": lambda x: np.clip(x, _F32(0), _F32(6), out=x),
     "tanh": lambda x: np.tanh(x, out=x),
     "exponential": lambda x: np.exp(x, out=x),

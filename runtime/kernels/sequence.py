@@ -3,11 +3,12 @@
 The recurrent kernels loop over time steps only: the input projection of every
 step is one GEMM, then each step is one (batch, units) x (units, gates * units)
 GEMM written into a preallocated buffer, with the gate activations applied in
-place on slices of that buffer. When numba is installed, the gate math of a
-step is one compiled call instead (``_compiled``: the Keras default
-activations, sigmoid and tanh). The per-step products are small: they run on
-one BLAS thread (waking a BLAS thread pool for each of them costs more than it
-saves, and under load many times more).
+place on slices of that buffer. When numba is installed and the activations
+are Keras' defaults (sigmoid and tanh), ``_compiled`` runs the whole time loop
+of a small batch, and for larger batches all the gate math of a step in one
+call. Per-step products of fewer than 16 rows run on one BLAS thread (waking a
+BLAS thread pool for each of them costs more than it saves, and under load
+many times more).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def _check_mask(mask: np.ndarray, x: np.ndarray, op: str) -> None:
 
 @functools.cache
 def compiled() -> ModuleType | None:
-    """The compiled gate updates (``_compiled``), or None without numba or with RUNTIME_JIT=0 set."""
+    """The compiled kernels (``_compiled``), or None without numba or with RUNTIME_JIT=0 set."""
     if os.environ.get("RUNTIME_JIT", "1") == "0":
         return None
     try:
@@ -237,11 +238,13 @@ def simple_rnn(x, *rest, units, activation, use_bias, return_sequences, return_s
 
     jit = compiled() if activation == "tanh" else None
 
+    def compiled_step(xp, states, buf):
+        h = np.matmul(states[0], recurrent_kernel)
+        jit.add_tanh(h, xp)
+        return (h,)
+
     def step(xp, states, buf):
         h = np.matmul(states[0], recurrent_kernel)
-        if jit is not None:
-            jit.add_tanh(h, xp)
-            return (h,)
         h += xp
         return (_activate(h, activation),)
 
@@ -250,8 +253,8 @@ def simple_rnn(x, *rest, units, activation, use_bias, return_sequences, return_s
 
     return _recurrent("SimpleRNN", x, rest, n_states=1, gates=1, units=units, return_sequences=return_sequences,
                       return_state=return_state, go_backwards=go_backwards, has_mask=has_mask,
-                      zero_output_for_mask=zero_output_for_mask, projection=_project(x, kernel, bias), step=step,
-                      loop=None if jit is None else loop)
+                      zero_output_for_mask=zero_output_for_mask, projection=_project(x, kernel, bias),
+                      step=step if jit is None else compiled_step, loop=None if jit is None else loop)
 
 
 def _lstm_gate_order(w: np.ndarray, u: int) -> np.ndarray:
@@ -273,13 +276,15 @@ def lstm(x, *rest, units, activation, recurrent_activation, use_bias, return_seq
         recurrent, projection = recurrent_kernel, _project(x, kernel, None)
         gate_bias = np.zeros(4 * u, _F32) if bias is None else bias
 
+    def compiled_step(xp, states, buf):
+        h, c = states
+        new = np.empty_like(h), np.empty_like(c)
+        jit.lstm_cell(np.matmul(h, recurrent, out=buf), xp, gate_bias, c, *new)
+        return new
+
     def step(xp, states, buf):
         h, c = states
         np.matmul(h, recurrent, out=buf)
-        if jit is not None:
-            new = np.empty_like(h), np.empty_like(c)
-            jit.lstm_cell(buf, xp, gate_bias, c, *new)
-            return new
         buf += xp
         _activate(buf[:, :3 * u], recurrent_activation)
         candidate = _activate(buf[:, 3 * u:], activation)
@@ -294,8 +299,8 @@ def lstm(x, *rest, units, activation, recurrent_activation, use_bias, return_seq
 
     return _recurrent("LSTM", x, rest, n_states=2, gates=4, units=u, return_sequences=return_sequences,
                       return_state=return_state, go_backwards=go_backwards, has_mask=has_mask,
-                      zero_output_for_mask=zero_output_for_mask, projection=projection, step=step,
-                      loop=None if jit is None else loop)
+                      zero_output_for_mask=zero_output_for_mask, projection=projection,
+                      step=step if jit is None else compiled_step, loop=None if jit is None else loop)
 
 
 @kernel("GRU")
