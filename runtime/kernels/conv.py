@@ -7,7 +7,8 @@ matrix is built transposed from long runs instead (``Phases``). A column of
 ones carries the bias through the GEMM. ``conv2d_maxpool`` (substituted by
 the planner for a Conv2D feeding a non-overlapping 'valid' MaxPooling2D)
 groups the im2col rows by pool position, so the pooling is a max of whole
-blocks. Depthwise convolutions multiply-accumulate over the kernel taps, or,
+blocks; with few input channels the positions of a pool block read mostly
+the same input offsets, which its matrix then holds once. Depthwise convolutions multiply-accumulate over the kernel taps, or,
 on small feature maps, are one matrix product per channel (bias in the
 matrix). Big temporaries live in per-thread scratch buffers. No loop over
 batch items or pixels.
@@ -49,11 +50,19 @@ def _scratch_array(tag: str, shape) -> np.ndarray:
 
 def add_bias(y: np.ndarray, bias: np.ndarray) -> None:
     """y (N, ..., F) += bias, in place; one broadcast per item, not per pixel, as F is often small."""
-    if not y.flags.c_contiguous:
+    if not y.flags.c_contiguous or y.dtype != _F32 or bias.dtype != _F32:
         y += bias
         return
     per_item = y.reshape(y.shape[0], math.prod(y.shape[1:]))
-    per_item += np.tile(bias, per_item.shape[1] // bias.shape[0])
+    per_item += _tiled(bias.tobytes(), per_item.shape[1] // bias.shape[0])
+
+
+@functools.lru_cache(maxsize=128)
+def _tiled(bias_bytes: bytes, reps: int) -> np.ndarray:
+    """A float32 bias repeated ``reps`` times, kept: np.tile costs more than the addition on small maps."""
+    tiled = np.tile(np.frombuffer(bias_bytes, _F32), reps)
+    tiled.flags.writeable = False
+    return tiled
 
 
 def _conv2d(x, w, bias, strides, dilation, pad, out_hw, groups=1) -> np.ndarray:
@@ -143,7 +152,15 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
     # A column of ones carries the bias through the GEMM (cheaper than a pass over the output).
     wk = w.reshape(k, f) if bias is None else np.concatenate([w.reshape(k, f), bias[None]])
     kb = len(wk)
-    if (kw * c if dw == 1 else c) < 16:
+    few = (kw * c if dw == 1 else c) < 16
+    span = ((p - 1) * strides[0] + (kh - 1) * dh + 1, (q - 1) * strides[1] + (kw - 1) * dw + 1)
+    if few and ((kh - 1) * dh + 1) * span[1] <= _SHARED_ROWS_GROWTH * kh * kw:
+        y = _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool)
+        out = _max_of_blocks(y).reshape(n, *pooled_hw, f)
+        if bias is not None:
+            add_bias(out, bias)  # after the max, which it commutes with
+        return out
+    if few:
         # Few channels: a window row is too short a copy; the matrix is built transposed, (tap, channel)
         # major, so that the copy's inner loop runs along output rows.
         blocks = np.ndarray((*inner[0], *outer[0]), _F32, xp, 0, (*inner[1], *outer[1]))
@@ -157,13 +174,62 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
         np.copyto(cols[:, :k].reshape(blocks.shape), blocks)
         cols[:, k:] = 1
     y = np.matmul(cols, wk, out=_scratch_array("gemm", (len(cols), f))).reshape(p * q, -1, f)
-    if p * q == 1:
-        out = y[0].copy()
-    else:
-        out = np.maximum(y[0], y[1])
-        for r in range(2, p * q):
-            np.maximum(out, y[r], out=out)
-    return out.reshape(n, *pooled_hw, f)
+    return _max_of_blocks(y).reshape(n, *pooled_hw, f)
+
+
+def _max_of_blocks(y: np.ndarray) -> np.ndarray:
+    """The elementwise max of y[0], y[1], ... as a fresh array."""
+    if len(y) == 1:
+        return y[0].copy()
+    out = np.maximum(y[0], y[1])
+    for r in range(2, len(y)):
+        np.maximum(out, y[r], out=out)
+    return out
+
+
+# How many more multiply-adds (x) _pooled_shared_rows may do than plain im2col, to copy fewer rows.
+_SHARED_ROWS_GROWTH = 1.5
+
+
+def _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool) -> np.ndarray:
+    """The (p * q, N * Po * Qo, F) conv outputs, without bias, of every position of every pool block, for
+    few input channels: the im2col rows of the pool block's positions overlap (with a 3x3 kernel and a 2x2
+    pool, 36 (tap, position) rows read only 16 distinct input offsets), so the matrix holds each input
+    offset once, (row offset, column offset, channel) major, and position (a, b) multiplies the run of
+    rows of its kernel's row offsets against weights that are zero at the column offsets it skips. Fewer
+    rows to copy (the copy dominates here) for up to _SHARED_ROWS_GROWTH x the multiply-adds."""
+    n, c = xp.shape[0], xp.shape[3]
+    kh, kw, _, f = w.shape
+    (p, q), (sh_, sw_) = pool, strides
+    sn, sh, sw, sc = xp.strides
+    src = np.ndarray((*span, c, n, *pooled_hw), _F32, xp, 0, (sh, sw, sc, sn, p * sh_ * sh, q * sw_ * sw))
+    cols = _scratch_array("cols", src.shape)
+    np.copyto(cols, src)
+    per_offset_row = span[1] * c
+    cols = cols.reshape(span[0] * per_offset_row, -1)
+    weights = _shared_row_weights(np.ascontiguousarray(w, _F32).tobytes(), w.shape, span[1], tuple(strides),
+                                  tuple(dilation), tuple(pool))
+    y = _scratch_array("gemm", (p * q, cols.shape[1], f))
+    for a in range(p):
+        start = a * sh_ * per_offset_row
+        rows = cols[start:start + weights.shape[1]].T
+        for b in range(q):
+            np.matmul(rows, weights[a * q + b], out=y[a * q + b])
+    return y
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_row_weights(w_bytes, w_shape, span_w, strides, dilation, pool) -> np.ndarray:
+    """(p * q, ((kh - 1) * dh + 1) * span_w * C, F): for pool position (a, b), w (kh, kw, C, F) placed at the
+    input offsets its taps read, relative to its first row offset; zeros elsewhere."""
+    kh, kw, c, f = w_shape
+    (p, q), (dh, dw) = pool, dilation
+    w = np.frombuffer(w_bytes, _F32).reshape(w_shape)
+    m = np.zeros((p, q, (kh - 1) * dh + 1, span_w, c, f), _F32)
+    for b in range(q):
+        m[:, b, ::dh, b * strides[1]:b * strides[1] + (kw - 1) * dw + 1:dw] = w
+    m.flags.writeable = False
+    return m.reshape(p * q, -1, f)
 
 
 def conv2d_maxpool(x, *, pool, filters, kernel_size, strides, padding, dilation_rate, groups, activation,

@@ -2,8 +2,9 @@
 
 ``conv2d_maxpool`` (the planner's fusion of a Conv2D with a following
 non-overlapping 'valid' MaxPooling2D) is compared with the two real Keras
-layers applied one after the other, over both of its im2col layouts (few
-input channels: built transposed; many: window rows), strides, dilation,
+layers applied one after the other, over its three im2col layouts (few input
+channels: built transposed, with the input offsets a pool block shares held
+once where that pays; many: window rows), strides, dilation,
 padding, pool shapes that leave a remainder, and the activations it may
 carry. The depthwise small-map path (one matrix product per channel, bias in
 the matrix) is compared with ``keras.layers.DepthwiseConv2D`` on both sides of
@@ -63,7 +64,13 @@ CONV_POOL_ROWS = [
     ((2, 12, 12, 8), [3, 3], [1, 1], [2, 2], "same", [2, 3]),     # dilated, window rows (C = 8, dilation > 1)
     ((2, 9, 9, 4), [1, 1], [1, 1], [1, 1], "valid", [2, 2]),      # 1x1 kernel
     ((2, 8, 8, 3), [3, 3], [1, 1], [1, 1], "same", [1, 1]),       # pool 1: a plain conv
+    ((2, 15, 14, 2), [5, 5], [1, 1], [1, 1], "same", [2, 2]),     # shared rows, 5x5 kernel, padding
+    ((2, 13, 12, 1), [3, 3], [1, 1], [1, 1], "valid", [3, 2]),    # shared rows, three row positions
 ]
+
+# The rows whose few-channel im2col holds each input offset once (``_pooled_shared_rows``); the other
+# few-channel rows would multiply too many zeros that way (strided, dilated, 1x1).
+SHARED_ROWS = {0, 1, 2, 7, 13, 14, 15}
 
 
 def keras_conv_pool(x, *, filters, kernel, strides, dilation, padding, pool, activation, use_bias, seed):
@@ -91,6 +98,15 @@ def run_conv_pool(shape, kernel, strides, dilation, padding, pool, activation="r
 @pytest.mark.parametrize("shape,kernel,strides,dilation,padding,pool", CONV_POOL_ROWS, ids=str)
 def test_conv2d_maxpool_matches_keras_conv_then_pool(shape, kernel, strides, dilation, padding, pool):
     run_conv_pool(shape, kernel, strides, dilation, padding, pool)
+
+
+@pytest.mark.parametrize("row", range(len(CONV_POOL_ROWS)))
+def test_conv2d_maxpool_shares_rows_where_it_pays(row, monkeypatch):
+    calls = []
+    shared = conv._pooled_shared_rows
+    monkeypatch.setattr(conv, "_pooled_shared_rows", lambda *a: calls.append(1) or shared(*a))
+    run_conv_pool(*CONV_POOL_ROWS[row])
+    assert bool(calls) == (row in SHARED_ROWS)
 
 
 @pytest.mark.parametrize("activation,use_bias", [("linear", True), ("relu6", True), ("relu", False),
