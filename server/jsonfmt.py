@@ -13,8 +13,10 @@ b'{"predictions":[[0.2,3.0],[NaN,1e-05]]}'
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -46,17 +48,35 @@ def loads(body: bytes) -> Any:
         raise InvalidArgument(f"JSON Parse error: {e.msg} at offset: {e.pos}") from e
 
 
+# Up to this many values, float_tokens reads its 6-digit texts back with struct, not numpy: the array
+# round trip costs about 25 us whatever the size (a model's 10 class scores: 36 -> 21 us per response).
+_LOOP_LIMIT = 32
+# float16 / float32 / float64 as struct codes; packing rounds to nearest even, as numpy's casts do.
+_STRUCT_CODES = {np.dtype(np.float16): "e", np.dtype(np.float32): "f", np.dtype(np.float64): "d"}
+
+
+@functools.lru_cache(maxsize=3 * _LOOP_LIMIT)
+def _packer(code: str, count: int) -> struct.Struct:
+    return struct.Struct(f"{count}{code}")
+
+
 def float_tokens(values: np.ndarray) -> list[str]:
     """Each element of a float array as TF Serving prints it (flattened, row-major)."""
     flat = values.ravel()
     as_list = flat.tolist()
+    spec = f".{_FULL_DIGITS.get(flat.dtype, 17)}g"
     short = [f"{v:.6g}" for v in as_list]
-    back = np.array(short, dtype=np.float64).astype(flat.dtype)
-    redo = np.flatnonzero(back != flat).tolist()  # NaN != NaN too: it prints the same with more digits
-    if redo:
-        spec = f".{_FULL_DIGITS.get(flat.dtype, 17)}g"
-        for i in redo:
-            short[i] = format(as_list[i], spec)
+    code = _STRUCT_CODES.get(flat.dtype)
+    if len(as_list) <= _LOOP_LIMIT and code is not None:
+        # No overflow: rounding to 6 digits is monotonic, and the largest float16 / float32 rounds down.
+        packer = _packer(code, len(as_list))
+        back = packer.unpack(packer.pack(*map(float, short)))
+        redo = [i for i, (b, v) in enumerate(zip(back, as_list)) if b != v]
+    else:
+        back = np.array(short, dtype=np.float64).astype(flat.dtype)
+        redo = np.flatnonzero(back != flat).tolist()
+    for i in redo:  # NaN != NaN too: it prints the same with more digits
+        short[i] = format(as_list[i], spec)
     # "nan", "inf" and "-inf" are the only tokens with an "n"; whole numbers have neither "." nor "e"
     return [_NON_FINITE.get(s, s) if "n" in s else s if "." in s or "e" in s else s + ".0" for s in short]
 

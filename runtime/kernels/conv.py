@@ -8,10 +8,11 @@ ones carries the bias through the GEMM. ``conv2d_maxpool`` (substituted by
 the planner for a Conv2D feeding a non-overlapping 'valid' MaxPooling2D)
 groups the im2col rows by pool position, so the pooling is a max of whole
 blocks; with few input channels the positions of a pool block read mostly
-the same input offsets, which its matrix then holds once. Depthwise convolutions multiply-accumulate over the kernel taps, or,
-on small feature maps, are one matrix product per channel (bias in the
-matrix). Big temporaries live in per-thread scratch buffers. No loop over
-batch items or pixels.
+the same input offsets, which its matrix then holds once. Depthwise
+convolutions multiply-accumulate over the kernel taps, or, on small feature
+maps, are one matrix product per channel (bias in the matrix). Big
+temporaries live in per-thread scratch buffers. No loop over batch items or
+pixels.
 """
 
 from __future__ import annotations
@@ -155,8 +156,7 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
     few = (kw * c if dw == 1 else c) < 16
     span = ((p - 1) * strides[0] + (kh - 1) * dh + 1, (q - 1) * strides[1] + (kw - 1) * dw + 1)
     if few and ((kh - 1) * dh + 1) * span[1] <= _SHARED_ROWS_GROWTH * kh * kw:
-        y = _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool)
-        out = _max_of_blocks(y).reshape(n, *pooled_hw, f)
+        out = _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool).reshape(n, *pooled_hw, f)
         if bias is not None:
             add_bias(out, bias)  # after the max, which it commutes with
         return out
@@ -192,7 +192,7 @@ _SHARED_ROWS_GROWTH = 1.5
 
 
 def _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool) -> np.ndarray:
-    """The (p * q, N * Po * Qo, F) conv outputs, without bias, of every position of every pool block, for
+    """The (N * Po * Qo, F) max over each pool block of the conv outputs, without bias, for
     few input channels: the im2col rows of the pool block's positions overlap (with a 3x3 kernel and a 2x2
     pool, 36 (tap, position) rows read only 16 distinct input offsets), so the matrix holds each input
     offset once, (row offset, column offset, channel) major, and position (a, b) multiplies the run of
@@ -209,13 +209,17 @@ def _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool) -> np.n
     cols = cols.reshape(span[0] * per_offset_row, -1)
     weights = _shared_row_weights(np.ascontiguousarray(w, _F32).tobytes(), w.shape, span[1], tuple(strides),
                                   tuple(dilation), tuple(pool))
-    y = _scratch_array("gemm", (p * q, cols.shape[1], f))
+    out = np.empty((cols.shape[1], f), _F32)
+    y = _scratch_array("gemm", out.shape)
     for a in range(p):
         start = a * sh_ * per_offset_row
         rows = cols[start:start + weights.shape[1]].T
         for b in range(q):
-            np.matmul(rows, weights[a * q + b], out=y[a * q + b])
-    return y
+            if a == b == 0:
+                np.matmul(rows, weights[0], out=out)
+            else:  # one position at a time: two buffers stay in cache, not p * q
+                np.maximum(out, np.matmul(rows, weights[a * q + b], out=y), out=out)
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import savedmodel
+from server import jsonfmt
 from server.batching import Batcher, run_batch
 from server.config import (
     ConfigError,
@@ -47,6 +48,26 @@ from tests.server.helpers import dense_expected, dense_graph, publish_corrupt
 ])
 def test_float_tokens_follow_tf_serving(value: float, dtype: type, text: str) -> None:
     assert float_tokens(np.array([value], dtype)) == [text]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float_tokens_are_the_same_below_and_above_the_loop_limit(dtype: type) -> None:
+    # Small arrays are checked value by value in Python, large ones as an array: the texts must agree.
+    rng = np.random.default_rng(0)
+    info = np.finfo(dtype)
+    with np.errstate(over="ignore"):  # float16 saturates to inf, which is one more case
+        values = np.concatenate([
+            rng.standard_normal(200) * 10.0 ** rng.integers(-6, 7, 200),
+            [0.0, -0.0, 1.0, 3.0, 0.1, 1 / 3, np.nan, np.inf, -np.inf, float(info.max), -float(info.max),
+             float(info.tiny), float(info.smallest_subnormal), 1e-5, 9e6, 123456.7],
+        ]).astype(dtype)
+    assert len(values) > jsonfmt._LOOP_LIMIT
+    whole = float_tokens(values)
+    pieces = [t for i in range(0, len(values), jsonfmt._LOOP_LIMIT)
+              for t in float_tokens(values[i:i + jsonfmt._LOOP_LIMIT])]
+    assert pieces == whole
+    assert [float(t.replace("Infinity", "inf").replace("NaN", "nan")) for t in whole] == \
+        pytest.approx(values.astype(np.float64).tolist(), rel=10 * float(info.eps), nan_ok=True)
 
 
 def test_tensor_json_nests_row_major_and_handles_empty_and_scalar() -> None:
