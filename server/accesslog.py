@@ -12,8 +12,8 @@ of the server at 8 clients the line's write took 116 us per request.
   logger ``server.access``, which the CLI configures in place of
   ``uvicorn.access``;
 - ``AccessFormatter`` renders uvicorn's default line without the copies;
-- ``BufferedStreamHandler`` writes lines to the stream's buffer and flushes
-  them from a thread of its own, at most ``FLUSH_SECONDS`` later.
+- ``BufferedStreamHandler`` keeps the lines and writes them, together, from a
+  thread of its own, at most ``FLUSH_SECONDS`` later.
 
     INFO:     127.0.0.1:50412 - "POST /v1/models/digits:predict HTTP/1.1" 200 OK
 """
@@ -87,29 +87,44 @@ class AccessLogMiddleware:
 
 
 class BufferedStreamHandler(logging.StreamHandler):
-    """A StreamHandler whose lines are flushed from a thread of its own, at most ``flush_seconds`` after
-    they are written, instead of one system call per line on the thread that logs.
+    """A StreamHandler whose lines are written and flushed from a thread of its own, at most
+    ``flush_seconds`` after they are logged, instead of one system call per line on the thread that logs.
 
-    ``flush()`` (called by ``logging.shutdown`` at exit) flushes at once.
+    The lines are kept by the handler, not in the stream's buffer: under PYTHONUNBUFFERED (usual in
+    container images) every write to stdout is a system call. ``flush()`` (called by
+    ``logging.shutdown`` at exit) writes and flushes at once.
     """
 
     def __init__(self, stream: Any = None, flush_seconds: float = FLUSH_SECONDS) -> None:
         super().__init__(stream)
         self.flush_seconds = flush_seconds
+        self._lines: list[str] = []
+        self._lines_lock = threading.Lock()
         self._written = threading.Event()
         self._flusher: threading.Thread | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
             return
+        with self._lines_lock:
+            self._lines.append(line)
         if self._flusher is None:
             self._start_flusher()
         self._written.set()
+
+    def flush(self) -> None:
+        """Write the lines logged so far in one call, then flush the stream."""
+        with self._lines_lock:
+            lines, self._lines = self._lines, []
+        with self.lock:  # type: ignore[union-attr] - logging creates it
+            if lines and self.stream is not None:
+                self.stream.write("".join(lines))
+        super().flush()
 
     def _start_flusher(self) -> None:
         with self.lock:  # type: ignore[union-attr] - logging creates it

@@ -185,6 +185,29 @@ def test_buffered_handler_flushes_the_lines_of_an_interval_together() -> None:
         logger.removeHandler(handler)
 
 
+def test_buffered_handler_writes_an_intervals_lines_in_one_call_to_an_unbuffered_stream() -> None:
+    # Under PYTHONUNBUFFERED every write to stdout is a system call: the handler must not write per line.
+    class Unbuffered(_Stream):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    stream = Unbuffered()
+    handler = BufferedStreamHandler(stream, flush_seconds=0.2)
+    handler.setFormatter(AccessFormatter(UVICORN_FORMAT, use_colors=False))
+    for port in range(50):
+        handler.handle(logging.LogRecord(LOGGER, logging.INFO, __file__, 0, MESSAGE,
+                                         (f"1.2.3.4:{port}", "GET", "/v2", "1.1", 200), None))
+    assert stream.writes == 0
+    deadline = time.monotonic() + 5
+    while stream.flushes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.writes == 1
+    assert len(stream.flushed.splitlines()) == 50
+
+
 def test_buffered_handler_reports_a_record_it_cannot_format(capsys: pytest.CaptureFixture[str]) -> None:
     stream = _Stream()
     handler = BufferedStreamHandler(stream)
