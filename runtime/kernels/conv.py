@@ -155,7 +155,8 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
     kb = len(wk)
     few = (kw * c if dw == 1 else c) < 16
     span = ((p - 1) * strides[0] + (kh - 1) * dh + 1, (q - 1) * strides[1] + (kw - 1) * dw + 1)
-    if few and ((kh - 1) * dh + 1) * span[1] <= _SHARED_ROWS_GROWTH * kh * kw:
+    if (few and ((kh - 1) * dh + 1) * span[1] <= _SHARED_ROWS_GROWTH * kh * kw
+            and n * pooled_hw[0] * pooled_hw[1] >= _SHARED_ROWS_MIN_ROWS):
         out = _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool).reshape(n, *pooled_hw, f)
         if bias is not None:
             add_bias(out, bias)  # after the max, which it commutes with
@@ -189,6 +190,9 @@ def _max_of_blocks(y: np.ndarray) -> np.ndarray:
 
 # How many more multiply-adds (x) _pooled_shared_rows may do than plain im2col, to copy fewer rows.
 _SHARED_ROWS_GROWTH = 1.5
+# ... and from how many pooled outputs (N * Po * Qo) on: below, its p * q small products cost more than
+# the copy it saves (the benchmark CNN's first conv: slower up to batch 16, faster from 24; 5408 at 32).
+_SHARED_ROWS_MIN_ROWS = 4096
 
 
 def _pooled_shared_rows(xp, w, span, strides, dilation, pooled_hw, pool) -> np.ndarray:

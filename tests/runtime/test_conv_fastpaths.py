@@ -100,13 +100,32 @@ def test_conv2d_maxpool_matches_keras_conv_then_pool(shape, kernel, strides, dil
     run_conv_pool(shape, kernel, strides, dilation, padding, pool)
 
 
-@pytest.mark.parametrize("row", range(len(CONV_POOL_ROWS)))
-def test_conv2d_maxpool_shares_rows_where_it_pays(row, monkeypatch):
-    calls = []
+@pytest.fixture(autouse=True)
+def share_rows_on_small_maps(monkeypatch):
+    # The tests' maps are small: let the shared-row layout take them, as it takes large batches.
+    monkeypatch.setattr(conv, "_SHARED_ROWS_MIN_ROWS", 0)
+
+
+def spy_shared_rows(monkeypatch) -> list[int]:
+    calls: list[int] = []
     shared = conv._pooled_shared_rows
     monkeypatch.setattr(conv, "_pooled_shared_rows", lambda *a: calls.append(1) or shared(*a))
+    return calls
+
+
+@pytest.mark.parametrize("row", range(len(CONV_POOL_ROWS)))
+def test_conv2d_maxpool_shares_rows_where_it_pays(row, monkeypatch):
+    calls = spy_shared_rows(monkeypatch)
     run_conv_pool(*CONV_POOL_ROWS[row])
     assert bool(calls) == (row in SHARED_ROWS)
+
+
+@pytest.mark.parametrize("batch,shared", [(16, False), (32, True)])
+def test_conv2d_maxpool_shares_rows_only_for_enough_outputs(batch, shared, monkeypatch):
+    monkeypatch.setattr(conv, "_SHARED_ROWS_MIN_ROWS", 4096)
+    calls = spy_shared_rows(monkeypatch)
+    run_conv_pool((batch, 28, 28, 1), [3, 3], [1, 1], [1, 1], "valid", [2, 2])  # 13 x 13 pooled per image
+    assert bool(calls) == shared
 
 
 @pytest.mark.parametrize("activation,use_bias", [("linear", True), ("relu6", True), ("relu", False),
