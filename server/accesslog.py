@@ -98,8 +98,7 @@ class BufferedStreamHandler(logging.StreamHandler):
     def __init__(self, stream: Any = None, flush_seconds: float = FLUSH_SECONDS) -> None:
         super().__init__(stream)
         self.flush_seconds = flush_seconds
-        self._lines: list[str] = []
-        self._lines_lock = threading.Lock()
+        self._lines: list[str] = []  # guarded by the handler's lock, which ``handle`` holds around ``emit``
         self._written = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -111,17 +110,15 @@ class BufferedStreamHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
-        with self._lines_lock:
-            self._lines.append(line)
+        self._lines.append(line)
         if self._flusher is None:
             self._start_flusher()
         self._written.set()
 
     def flush(self) -> None:
         """Write the lines logged so far in one call, then flush the stream."""
-        with self._lines_lock:
-            lines, self._lines = self._lines, []
         with self.lock:  # type: ignore[union-attr] - logging creates it
+            lines, self._lines = self._lines, []
             if lines and self.stream is not None:
                 self.stream.write("".join(lines))
         super().flush()

@@ -153,8 +153,8 @@ def numeric_rows(split: NumericInstances, fn: runtime.SignatureFunction) -> Inpu
         return None
     if len(values) != rows * math.prod(dims):  # [] as a row of scalars
         return None
-    # Only ints and floats are left (the character check): each goes straight to the input's float type,
-    # as np.asarray's float64 and then a cast would round it.
+    # Only ints and floats are left (the character check): each is rounded once, straight to the input's
+    # float type (the same values as float64 then a cast, without the float64 array).
     return {spec.name: np.fromiter(values, spec.dtype, len(values)).reshape(rows, *dims)}
 
 

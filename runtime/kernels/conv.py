@@ -146,13 +146,6 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
         xp[:, pad[0]:pad[0] + rows, pad[1]:pad[1] + cols] = x[:, :rows, :cols]
     else:
         xp = np.ascontiguousarray(x, _F32)
-    sn, sh, sw, sc = xp.strides
-    vh, vw = sh * strides[0], sw * strides[1]
-    outer = ((p, q, n, *pooled_hw), (vh, vw, sn, p * vh, q * vw))
-    inner = ((kh, kw, c), (sh * dh, sw * dw, sc))
-    # A column of ones carries the bias through the GEMM (cheaper than a pass over the output).
-    wk = w.reshape(k, f) if bias is None else np.concatenate([w.reshape(k, f), bias[None]])
-    kb = len(wk)
     few = (kw * c if dw == 1 else c) < 16
     span = ((p - 1) * strides[0] + (kh - 1) * dh + 1, (q - 1) * strides[1] + (kw - 1) * dw + 1)
     if (few and ((kh - 1) * dh + 1) * span[1] <= _SHARED_ROWS_GROWTH * kh * kw
@@ -161,6 +154,13 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
         if bias is not None:
             add_bias(out, bias)  # after the max, which it commutes with
         return out
+    sn, sh, sw, sc = xp.strides
+    vh, vw = sh * strides[0], sw * strides[1]
+    outer = ((p, q, n, *pooled_hw), (vh, vw, sn, p * vh, q * vw))
+    inner = ((kh, kw, c), (sh * dh, sw * dw, sc))
+    # A column of ones carries the bias through the GEMM (cheaper than a pass over the output).
+    wk = w.reshape(k, f) if bias is None else np.concatenate([w.reshape(k, f), bias[None]])
+    kb = len(wk)
     if few:
         # Few channels: a window row is too short a copy; the matrix is built transposed, (tap, channel)
         # major, so that the copy's inner loop runs along output rows.
@@ -175,17 +175,13 @@ def _conv2d_pooled(x, w, bias, strides, dilation, pad, pooled_hw, pool) -> np.nd
         np.copyto(cols[:, :k].reshape(blocks.shape), blocks)
         cols[:, k:] = 1
     y = np.matmul(cols, wk, out=_scratch_array("gemm", (len(cols), f))).reshape(p * q, -1, f)
-    return _max_of_blocks(y).reshape(n, *pooled_hw, f)
-
-
-def _max_of_blocks(y: np.ndarray) -> np.ndarray:
-    """The elementwise max of y[0], y[1], ... as a fresh array."""
-    if len(y) == 1:
-        return y[0].copy()
-    out = np.maximum(y[0], y[1])
-    for r in range(2, len(y)):
-        np.maximum(out, y[r], out=out)
-    return out
+    if p * q == 1:
+        out = y[0].copy()
+    else:
+        out = np.maximum(y[0], y[1])
+        for r in range(2, p * q):
+            np.maximum(out, y[r], out=out)
+    return out.reshape(n, *pooled_hw, f)
 
 
 # How many more multiply-adds (x) _pooled_shared_rows may do than plain im2col, to copy fewer rows.
