@@ -24,7 +24,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -344,9 +344,10 @@ def free_port(host: str) -> int:
 
 
 def start(settings: ServerSettings, options: RayOptions, address: str | None,
-          timeout_s: float = 300.0) -> int:
+          timeout_s: float = 300.0, on_connected: Callable[[], None] | None = None) -> int:
     """Connect to Ray (start a private local one when ``address`` is None), deploy, return the HTTP port.
 
+    ``on_connected`` runs right after ``ray.init``, before the deployment.
     Raises TimeoutError when the replicas are not running after
     ``timeout_s`` (e.g. they ask for more CPUs than the cluster has).
     """
@@ -357,6 +358,8 @@ def start(settings: ServerSettings, options: RayOptions, address: str | None,
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    if on_connected is not None:
+        on_connected()
     serve.start(http_options=http_options(settings, port))
     deploy(settings, options, timeout_s)
     return port
@@ -401,11 +404,16 @@ def wait_running(timeout_s: float) -> None:
 def serve_forever(settings: ServerSettings, options: RayOptions, address: str | None) -> None:
     """``savedmodel serve --ray``: deploy, serve until SIGINT/SIGTERM, then shut Serve and Ray down."""
     stop = threading.Event()
-    try:
-        port = start(settings, options, address)
-        # After ray.init, which installs its own SIGTERM handler (one that exits without shutting Serve down).
+
+    def handle_signals() -> None:
+        # Right after ray.init, which installs its own SIGTERM handler (one that aborts without shutting Serve
+        # down), and before the deployment: Ray's proxy may answer health checks before it is RUNNING, and a
+        # SIGTERM then must stop what has started (the wait below returns at once).
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+
+    try:
+        port = start(settings, options, address, on_connected=handle_signals)
         print(f"Ray Serve: {describe(options)} on http://{settings.host}:{port} (Ctrl-C to stop)", flush=True)
         stop.wait()
     finally:

@@ -577,3 +577,25 @@ def test_removing_a_drained_node_under_traffic_loses_no_request(cluster: Deploye
     assert traffic.errors == []
     assert {status for _, status, _ in traffic.answers} == {200}
     assert nodes_since(removed) == {cluster.head_node_id}
+
+
+def test_serve_forever_takes_sigterm_from_ray_init_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray's proxy can answer health checks before the driver sees the app RUNNING; a SIGTERM in that window
+    # once met Ray's own handler, which aborts (status -6). Ours must be in place before the deployment.
+    seen: list[Any] = []
+    monkeypatch.setattr(ray_serve.ray, "init", lambda **_: seen.append("init"))
+    monkeypatch.setattr(ray_serve.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_serve.serve, "start", lambda **_: seen.append(signal.getsignal(signal.SIGTERM)))
+
+    def deploy(*_: Any) -> None:  # a SIGTERM while the replicas start
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(ray_serve, "deploy", deploy)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ray_serve.serve_forever(ServerSettings(port=free_port()), ray_serve.RayOptions(), None)  # returns: stopped
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert seen[0] == "init"
+    assert seen[1] not in (signal.SIG_DFL, saved[signal.SIGTERM])  # our handler, before serve.start
