@@ -124,7 +124,7 @@ def create_app(settings: ServerSettings | None = None, log_requests: bool = Fals
     threads = settings.batching.num_batch_threads if settings.enable_batching else settings.num_inference_threads
     executor = InferencePool(threads, "inference")
     batcher = Batcher(settings.batching, executor, metrics) if settings.enable_batching else None
-    service = InferenceService(manager, DirectRunner(executor), batcher, settings.request_timeout_ms,
+    service = InferenceService(manager, DirectRunner(executor, metrics), batcher, settings.request_timeout_ms,
                                settings.max_tensor_elements)
     keys = api_keys(settings)
 

@@ -40,20 +40,37 @@ Outputs = dict[str, np.ndarray]
 Function = Callable[..., Outputs]
 
 
-class BatchObserver(Protocol):
+class RunObserver(Protocol):
     def batch_done(self, model: str, requests: int, rows: int, padded_rows: int, waits: list[float]) -> None: ...
+
+    def runtime_done(self, model: str, seconds: float) -> None: ...
+
+
+def timed(fn: Function, model: str, observer: RunObserver | None) -> Function:
+    """``fn`` telling ``observer.runtime_done`` how long each of its successful calls took."""
+    if observer is None:
+        return fn
+
+    def call(**inputs: np.ndarray) -> Outputs:
+        start = time.perf_counter()
+        outputs = fn(**inputs)
+        observer.runtime_done(model, time.perf_counter() - start)
+        return outputs
+
+    return call
 
 
 class DirectRunner:
     """Runs each request by itself in the inference thread pool."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, observer: RunObserver | None = None) -> None:
         self._executor = executor
+        self._observer = observer
 
     def submit(self, model: str, key: Hashable, fn: Function, inputs: dict[str, np.ndarray],
                rows: int) -> asyncio.Future[Outputs]:
         """Start ``fn(**inputs)`` in the pool; the future has its outputs."""
-        return run_in_thread(self._executor, functools.partial(fn, **inputs))
+        return run_in_thread(self._executor, functools.partial(timed(fn, model, self._observer), **inputs))
 
 
 @dataclass
@@ -82,7 +99,7 @@ class Batcher:
     when a partial batch has waited ``batch_timeout_micros``.
     """
 
-    def __init__(self, params: BatchingParameters, executor: Executor, observer: BatchObserver | None = None) -> None:
+    def __init__(self, params: BatchingParameters, executor: Executor, observer: RunObserver | None = None) -> None:
         self.params = params
         self._executor = executor
         self._observer = observer
@@ -196,7 +213,8 @@ class Batcher:
     def _start(self, queue: _Queue, batch: list[_Task]) -> None:
         self._free -= 1
         started = time.perf_counter()
-        run = functools.partial(run_batch, queue.fn, [t.inputs for t in batch], self.params.allowed_batch_sizes)
+        run = functools.partial(run_batch, timed(queue.fn, queue.model, self._observer), [t.inputs for t in batch],
+                                self.params.allowed_batch_sizes)
         done = run_in_thread(self._executor, run)
         done.add_done_callback(functools.partial(self._finish, queue, batch, started))
 

@@ -13,6 +13,9 @@ Exposed at ``/monitoring/prometheus/metrics`` (TF Serving's path):
 - ``serving_batch_size_rows{model}`` / ``serving_batch_size_requests{model}``: per executed batch
 - ``serving_batch_padding_rows_total{model}``: rows added to reach an allowed batch size
 - ``serving_batch_queue_wait_seconds{model}``: time a request waited to be batched
+- ``serving_runtime_latency_seconds{model}``: time the model itself took per successful call (one
+  request, or one merged batch), measured in the inference thread: a request's latency less this is
+  what serving it cost
 - ``serving_model_versions{model,state}``: how many versions of a model are in each state
 
 Under ``--workers N`` the CLI points prometheus-client's multiprocess mode at a fresh directory
@@ -79,6 +82,10 @@ class Metrics:
                                      ["model"], registry=self.registry)
         self.queue_wait = Histogram("serving_batch_queue_wait_seconds", "Time a request waited to be batched",
                                     ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.runtime_latency = Histogram("serving_runtime_latency_seconds",
+                                         "Time the model took per successful call (one request or one batch)",
+                                         ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._runtime_children: dict[str, Any] = {}
         self._known = known
         self._children: dict[tuple[tuple[str, str, str], int], tuple[Any, Any]] = {}
         self._states = None if states is None else _StateCollector(states)
@@ -93,6 +100,13 @@ class Metrics:
         wait = self.queue_wait.labels(model)
         for w in waits:
             wait.observe(w)
+
+    def runtime_done(self, model: str, seconds: float) -> None:
+        """Called from an inference thread after a model call (``model`` is a served name)."""
+        child = self._runtime_children.get(model)
+        if child is None:
+            child = self._runtime_children[model] = self.runtime_latency.labels(model)
+        child.observe(seconds)
 
     def request_done(self, labels: tuple[str, str, str], status: int, seconds: float) -> None:
         key = (labels, status)

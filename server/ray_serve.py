@@ -34,7 +34,7 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ray import serve
 
-from server.batching import BatchObserver, Function, Outputs, run_batch
+from server.batching import Function, Outputs, RunObserver, run_batch, timed
 from server.errors import QueueFull
 from server.settings import BatchingParameters, ServerSettings
 
@@ -151,7 +151,7 @@ class RayBatcher:
     a queue holding ``max_enqueued_batches`` full batches refuses more.
     """
 
-    def __init__(self, params: BatchingParameters, executor: Executor, observer: BatchObserver | None = None) -> None:
+    def __init__(self, params: BatchingParameters, executor: Executor, observer: RunObserver | None = None) -> None:
         self.params = params
         self._executor = executor
         self._observer = observer
@@ -169,7 +169,7 @@ class RayBatcher:
         """Queue one validated request; the future has its own outputs. Raises QueueFull when the queue is full."""
         loop = asyncio.get_running_loop()
         if rows > self.params.max_batch_size:
-            return loop.run_in_executor(self._executor, functools.partial(fn, **inputs))
+            return loop.run_in_executor(self._executor, functools.partial(timed(fn, model, self._observer), **inputs))
         queue = (key, tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in inputs.items()))
         waiting = self._waiting.get(queue, 0)
         if waiting and waiting + rows > self._limit:
@@ -210,7 +210,8 @@ class RayBatcher:
                          results: list[Outputs | Exception]) -> None:
         batch = [requests[i] for i in indices]
         started = time.perf_counter()
-        run = functools.partial(run_batch, batch[0].fn, [r.inputs for r in batch], self.params.allowed_batch_sizes)
+        fn = timed(batch[0].fn, batch[0].model, self._observer)
+        run = functools.partial(run_batch, fn, [r.inputs for r in batch], self.params.allowed_batch_sizes)
         try:
             outputs, padded = await asyncio.get_running_loop().run_in_executor(self._executor, run)
         except Exception as e:  # the executor itself failed: fail this part of the batch

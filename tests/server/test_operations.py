@@ -56,6 +56,35 @@ def test_metrics_count_requests_by_model_and_status(client: httpx.Client) -> Non
     assert samples[("serving_model_versions", (("model", "dense"), ("state", "END")))] == 0
 
 
+
+def _model_samples(client: httpx.Client, model: str) -> dict[str, float]:
+    """The runtime and request latency sums and counts of ``model``, summed over the other labels."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/monitoring/prometheus/metrics").text):
+        for s in family.samples:
+            if s.labels.get("model") == model and s.name.endswith(("_sum", "_count")):
+                totals[s.name] = totals.get(s.name, 0.0) + s.value
+    return totals
+
+
+def test_runtime_latency_times_each_model_call_within_its_request(client: httpx.Client) -> None:
+    before = _model_samples(client, "dense")
+    for _ in range(3):
+        assert client.post("/v1/models/dense:predict", json={"instances": [[1, 2, 3]]}).status_code == 200
+    assert client.post("/v2/models/dense/infer", json={"inputs": [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).status_code == 200
+    assert client.post("/v1/models/dense:predict", json={"instances": [[1, 2]]}).status_code == 400  # no model call
+    after = _model_samples(client, "dense")
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta("serving_runtime_latency_seconds_count") == 4
+    assert delta("serving_request_latency_seconds_count") == 4  # successful requests only
+    # Each model call runs inside its request: the model's time is part of the request's.
+    assert 0 < delta("serving_runtime_latency_seconds_sum") < delta("serving_request_latency_seconds_sum")
+
+
 def test_openapi_docs_list_both_protocols(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/v1/models/{name}:{method}", "/v1/models/{name}/versions/{version}:{method}",

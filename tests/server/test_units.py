@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 import savedmodel
 from server import jsonfmt
-from server.batching import Batcher, run_batch
+from server.batching import Batcher, DirectRunner, run_batch
 from server.config import (
     ConfigError,
     batching_parameters,
@@ -289,10 +291,14 @@ def test_run_batch_isolates_a_failing_request() -> None:
 
 def test_batcher_merges_concurrent_requests_and_refuses_a_full_queue() -> None:
     seen: list[tuple[int, int, int]] = []
+    runs: list[tuple[str, float]] = []
 
     class Observer:
         def batch_done(self, model: str, requests: int, rows: int, padded: int, waits: list[float]) -> None:
             seen.append((requests, rows, padded))
+
+        def runtime_done(self, model: str, seconds: float) -> None:
+            runs.append((model, seconds))
 
     params = BatchingParameters(max_batch_size=4, batch_timeout_micros=200_000, max_enqueued_batches=1,
                                 num_batch_threads=1)
@@ -311,6 +317,8 @@ def test_batcher_merges_concurrent_requests_and_refuses_a_full_queue() -> None:
     merged = asyncio.run(scenario())
     assert [r["y"].tolist() for r in merged] == [[[2.0 * i, 2.0 * i]] for i in range(4)]
     assert seen[0] == (4, 4, 4)
+    # One model call per executed batch: the merged four, then the one of three rows.
+    assert len(seen) == len(runs) == 2 and all(model == "m" and seconds > 0 for model, seconds in runs)
 
 
 @pytest.mark.parametrize("executor", [lambda: ThreadPoolExecutor(2), lambda: InferencePool(2)])
@@ -322,6 +330,9 @@ def test_batcher_merges_the_requests_of_one_loop_turn_with_threads_free(executor
     class Observer:
         def batch_done(self, model: str, requests: int, rows: int, padded: int, waits: list[float]) -> None:
             seen.append((requests, rows))
+
+        def runtime_done(self, model: str, seconds: float) -> None:
+            pass
 
     params = BatchingParameters(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=2)
 
@@ -335,6 +346,40 @@ def test_batcher_merges_the_requests_of_one_loop_turn_with_threads_free(executor
     results = asyncio.run(scenario())
     assert [r["y"].tolist() for r in results] == [[[2.0 * i, 2.0 * i]] for i in range(5)] + [[[18.0, 18.0]] * 2]
     assert seen == [(5, 5), (1, 2)]
+
+
+
+def test_direct_runner_times_each_successful_model_call() -> None:
+    """The runtime latency covers the model call in the inference thread, once per successful call."""
+    runs: list[tuple[str, float, str]] = []
+
+    class Observer:
+        def batch_done(self, model: str, requests: int, rows: int, padded: int, waits: list[float]) -> None:
+            raise AssertionError("a direct run is not a batch")
+
+        def runtime_done(self, model: str, seconds: float) -> None:
+            runs.append((model, seconds, threading.current_thread().name))
+
+    def slow(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        time.sleep(0.02)
+        return _double(**inputs)
+
+    async def scenario() -> tuple[dict[str, np.ndarray], BaseException]:
+        runner = DirectRunner(InferencePool(1, "timed"), Observer())
+        ok = await runner.submit("m", "k", slow, {"x": np.ones((1, 2), np.float32)}, 1)
+        try:
+            await runner.submit("m", "k", slow, {"x": -np.ones((1, 2), np.float32)}, 1)
+        except ValueError as e:
+            return ok, e
+        raise AssertionError("the failing call did not fail")
+
+    ok, error = asyncio.run(scenario())
+    assert ok["y"].tolist() == [[2.0, 2.0]] and str(error) == "negative input"
+    assert len(runs) == 1  # the failed call is not timed
+    model, seconds, thread = runs[0]
+    assert model == "m" and thread == "timed_0" and 0.02 <= seconds < 1.0
 
 
 # -- the manager ---------------------------------------------------------------------------------------------
