@@ -104,6 +104,18 @@ def limit_blas_threads(n: int) -> None:
     logger.info("BLAS threads per inference: %d", n)
 
 
+def default_blas_threads(inference_threads: int) -> int:
+    """BLAS threads per inference when ``--intra-op-parallelism`` is 0: the CPUs but one, left to the event
+    loop that parses the requests, divided among the inference threads; at least 1.
+
+    OpenBLAS's threads spin after each product, so BLAS threads on every CPU take the event loop's: with
+    batching (one batch thread) on 2 CPUs and the CNN of bench/bench_server.py over TF Serving JSON, two
+    BLAS threads instead of one gave a p99 of 10.6-16.8 ms instead of 6.8-7.1 ms at 8 clients and 2.0-8.7
+    ms instead of 1.3-1.9 ms at 1 client, for the same requests/s (docs/SERVING.md).
+    """
+    return max(1, ((os.cpu_count() or 1) - 1) // inference_threads)
+
+
 def create_app(settings: ServerSettings | None = None, log_requests: bool = False) -> FastAPI:
     """Build the app for ``settings`` (default: the demo model on the default port).
 
@@ -130,7 +142,7 @@ def create_app(settings: ServerSettings | None = None, log_requests: bool = Fals
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limit_blas_threads(settings.intra_op_parallelism or max(1, (os.cpu_count() or 1) // threads))
+        limit_blas_threads(settings.intra_op_parallelism or default_blas_threads(threads))
         await asyncio.to_thread(manager.start)
         try:
             yield

@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="inference threads without batching (default: the number of CPUs)")
     batching.add_argument("--intra-op-parallelism", "--tensorflow-intra-op-parallelism",
                           "--tensorflow_intra_op_parallelism", dest="intra_op_parallelism", type=int, default=0,
-                          help="BLAS threads per inference (default 0: the CPUs divided by the inference threads)")
+                          help="BLAS threads per inference (default 0: the CPUs but one over the inference threads)")
     add_ray_arguments(parser)
     add_security_arguments(parser)
 

@@ -90,9 +90,8 @@ class BatchingParameters(_Strict):
 
     ``num_batch_threads`` defaults to 1, not to the number of CPUs as TF
     Serving advises for its C++ server: here the batch threads and the event
-    loop share Python's GIL, and one thread, whose products use every CPU
-    through BLAS, merged fuller batches and served more requests per second
-    (docs/SERVING.md, "Dynamic batching").
+    loop share Python's GIL, and one thread merged fuller batches and served
+    more requests per second (docs/SERVING.md, "Dynamic batching").
     """
 
     max_batch_size: int = Field(64, ge=1)
@@ -134,7 +133,7 @@ class ServerSettings(_Strict):
     enable_batching: bool = False
     batching: BatchingParameters = Field(default_factory=BatchingParameters)
     num_inference_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    intra_op_parallelism: int = Field(0, ge=0)  # BLAS threads per inference; 0: CPUs / inference threads
+    intra_op_parallelism: int = Field(0, ge=0)  # BLAS threads per inference; 0: (CPUs - 1) / inference threads
     enable_cors: bool = False
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1)
     request_timeout_ms: int = Field(DEFAULT_TIMEOUT_MS, ge=1)

@@ -14,6 +14,7 @@ import pytest
 
 import savedmodel
 from server import jsonfmt
+from server.app import default_blas_threads
 from server.batching import Batcher, DirectRunner, run_batch
 from server.config import (
     ConfigError,
@@ -380,6 +381,22 @@ def test_direct_runner_times_each_successful_model_call() -> None:
     assert len(runs) == 1  # the failed call is not timed
     model, seconds, thread = runs[0]
     assert model == "m" and thread == "timed_0" and 0.02 <= seconds < 1.0
+
+
+
+@pytest.mark.parametrize(("cpus", "threads", "expected"), [
+    (2, 1, 1),  # batching's one thread: the other CPU is the event loop's
+    (2, 2, 1),
+    (1, 1, 1),
+    (None, 1, 1),  # os.cpu_count() may not know
+    (16, 1, 15),
+    (16, 4, 3),
+    (16, 16, 1),
+])
+def test_default_blas_threads_leave_a_cpu_to_the_event_loop(monkeypatch: pytest.MonkeyPatch, cpus: int | None,
+                                                            threads: int, expected: int) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert default_blas_threads(threads) == expected
 
 
 # -- the manager ---------------------------------------------------------------------------------------------
