@@ -450,18 +450,18 @@ def bench_all(ports: dict[tuple[str, bool], int], models: list[Model], duration:
 
 def runtime_totals(port: int, model: str) -> tuple[float, float]:
     """Our server's (count, sum) of ``serving_runtime_latency_seconds`` for ``model``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET /monitoring/prometheus/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    text = b"".join(chunks).decode()
-    totals = {"count": 0.0, "sum": 0.0}
-    for line in text.splitlines():
-        for kind in totals:
-            if line.startswith(f'serving_runtime_latency_seconds_{kind}{{model="{model}"}} '):
-                totals[kind] = float(line.rsplit(" ", 1)[1])
-    return totals["count"], totals["sum"]
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/monitoring/prometheus/metrics", timeout=10) as r:
+        text = r.read().decode()
+    totals = {"serving_runtime_latency_seconds_count": 0.0, "serving_runtime_latency_seconds_sum": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("model") == model:
+                totals[sample.name] = sample.value
+    return totals["serving_runtime_latency_seconds_count"], totals["serving_runtime_latency_seconds_sum"]
 
 
 def markdown(results: list[dict], models: list[Model]) -> str:
